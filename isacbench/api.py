@@ -1,0 +1,424 @@
+"""The core contracts: spaces, problems, tasks, solvers, budgets.
+
+Every objective is maximized. A solver never reports its own score: the runner
+re-evaluates the returned decision with `Problem.evaluate` and checks feasibility.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Iterator, Mapping, Protocol
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class UserError(Exception):
+    """A mistake in what the user asked for: reported as one line, exit code 2."""
+
+
+class BudgetExhausted(Exception):
+    """Raised by a budgeted problem when a solver evaluates past its budget."""
+
+
+# --------------------------------------------------------------------------- space
+@dataclass(frozen=True)
+class Integer:
+    name: str
+    low: int
+    high: int  # inclusive
+
+    def sample(self, rng: np.random.Generator) -> int:
+        return int(rng.integers(self.low, self.high + 1))
+
+    def contains(self, v: Any) -> bool:
+        return isinstance(v, (int, np.integer)) and not isinstance(v, bool) and self.low <= v <= self.high
+
+    def values(self, points: int | None = None) -> list[int]:
+        return list(range(self.low, self.high + 1))
+
+    def parse(self, text: str) -> int:
+        return int(text)
+
+
+@dataclass(frozen=True)
+class Real:
+    name: str
+    low: float
+    high: float
+
+    def sample(self, rng: np.random.Generator) -> float:
+        return float(rng.uniform(self.low, self.high))
+
+    def contains(self, v: Any) -> bool:
+        return isinstance(v, (int, float, np.floating, np.integer)) and self.low <= float(v) <= self.high
+
+    def values(self, points: int | None = 11) -> list[float]:
+        return [float(v) for v in np.linspace(self.low, self.high, points or 11)]
+
+    def parse(self, text: str) -> float:
+        return float(text)
+
+
+@dataclass(frozen=True)
+class Categorical:
+    name: str
+    choices: tuple
+
+    def sample(self, rng: np.random.Generator) -> Any:
+        return self.choices[int(rng.integers(len(self.choices)))]
+
+    def contains(self, v: Any) -> bool:
+        return v in self.choices
+
+    def values(self, points: int | None = None) -> list:
+        return list(self.choices)
+
+    def parse(self, text: str) -> Any:
+        for c in self.choices:
+            if str(c) == text:
+                return c
+        raise ValueError(text)
+
+
+Variable = Integer | Real | Categorical
+
+
+@dataclass(frozen=True)
+class Space:
+    """An ordered box of typed variables; a decision is a dict name -> value."""
+
+    variables: tuple[Variable, ...]
+
+    def __post_init__(self):
+        object.__setattr__(self, "variables", tuple(self.variables))
+
+    @property
+    def names(self) -> list[str]:
+        return [v.name for v in self.variables]
+
+    def __getitem__(self, name: str) -> Variable:
+        for v in self.variables:
+            if v.name == name:
+                return v
+        raise KeyError(name)
+
+    @property
+    def is_discrete(self) -> bool:
+        return all(not isinstance(v, Real) for v in self.variables)
+
+    def sample(self, rng: np.random.Generator) -> dict:
+        return {v.name: v.sample(rng) for v in self.variables}
+
+    def grid_size(self, real_points: int = 11) -> int:
+        return math.prod(len(v.values(real_points)) for v in self.variables)
+
+    def grid(self, real_points: int = 11) -> Iterator[dict]:
+        """Every point of the discrete space (reals on `real_points` equispaced values)."""
+        names = self.names
+        for combo in itertools.product(*(v.values(real_points) for v in self.variables)):
+            yield dict(zip(names, combo))
+
+    def check(self, x: Mapping) -> dict:
+        """Return x as a clean decision or raise UserError naming the offending variable."""
+        unknown = set(x) - set(self.names)
+        if unknown:
+            raise UserError(f"unknown decision variable {sorted(unknown)[0]!r}; allowed: {', '.join(self.names)}")
+        out = {}
+        for v in self.variables:
+            if v.name not in x:
+                raise UserError(f"decision variable {v.name!r} is missing; required: {', '.join(self.names)}")
+            val = x[v.name]
+            if isinstance(val, str):
+                try:
+                    val = v.parse(val)
+                except ValueError:
+                    raise UserError(f"decision variable {v.name!r}: cannot parse {val!r} as {_describe(v)}") from None
+            if isinstance(v, Integer) and isinstance(val, float) and val.is_integer():
+                val = int(val)
+            if not v.contains(val):
+                raise UserError(f"decision variable {v.name!r}={val!r} is outside {_describe(v)}")
+            out[v.name] = val.item() if isinstance(val, np.generic) else val
+        return out
+
+
+def _describe(v: Variable) -> str:
+    if isinstance(v, Integer):
+        return f"integers {v.low}..{v.high}"
+    if isinstance(v, Real):
+        return f"reals [{v.low}, {v.high}]"
+    return f"one of {list(v.choices)}"
+
+
+# ---------------------------------------------------------------------- problems
+@dataclass
+class Evaluation:
+    """What a decision achieves. `objective` is maximized; infeasible points keep
+    their objective but `feasible` is False and `violations` says by how much."""
+
+    objective: float
+    feasible: bool = True
+    violations: dict[str, float] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    objectives: tuple[float, ...] | None = None  # multi-objective problems (all maximized)
+
+    def to_dict(self) -> dict:
+        d = {"objective": self.objective, "feasible": self.feasible,
+             "violations": dict(self.violations), "metrics": dict(self.metrics)}
+        if self.objectives is not None:
+            d["objectives"] = list(self.objectives)
+        return d
+
+
+class Problem(ABC):
+    """One static decision problem (an instance)."""
+
+    space: Space
+    #: names of the objectives for multi-objective problems (all maximized), else None
+    objective_names: tuple[str, ...] | None = None
+
+    @abstractmethod
+    def evaluate(self, x: Mapping) -> Evaluation:
+        """Evaluate decision x (a dict name -> value)."""
+
+    def structure(self) -> dict:
+        """Optional hints for specialized solvers (e.g. monotonicity, convex builders)."""
+        return {}
+
+
+@dataclass
+class MonotonicProgram:
+    """Structure for monotonic optimization: max f(y) s.t. g(y) <= 0, low <= y <= high,
+    with f and g increasing in every coordinate of y (so the feasible set is normal).
+    `objective` and `constraint` are vectorized: y of shape (n, d) -> (n,).
+    `to_decision` maps a point y back to a decision of the problem's space.
+    A problem exposes a list of these (one per discrete branch, e.g. per cluster size)
+    as `structure()["monotonic"]`."""
+
+    low: np.ndarray
+    high: np.ndarray
+    objective: Callable[[np.ndarray], np.ndarray]
+    constraint: Callable[[np.ndarray], np.ndarray]
+    to_decision: Callable[[np.ndarray], dict]
+    label: str = ""
+
+
+class BudgetedProblem(Problem):
+    """Wraps a problem: counts evaluations, enforces the budget and keeps the best-so-far trace."""
+
+    def __init__(self, problem: Problem, budget: "Budget", clock: Callable[[], float] = time.perf_counter):
+        self.inner = problem
+        self.space = problem.space
+        self.objective_names = problem.objective_names
+        self.budget = budget
+        self.evaluations = 0
+        self.best: tuple[float, dict] | None = None
+        self.trace: list[float] = []  # best feasible objective after each evaluation (nan until one)
+        self._clock = clock
+        self._start = clock()
+
+    @property
+    def elapsed(self) -> float:
+        return self._clock() - self._start
+
+    @property
+    def exhausted(self) -> bool:
+        b = self.budget
+        return ((b.evaluations is not None and self.evaluations >= b.evaluations)
+                or (b.seconds is not None and self.elapsed >= b.seconds))
+
+    @property
+    def remaining_evaluations(self) -> int | None:
+        return None if self.budget.evaluations is None else self.budget.evaluations - self.evaluations
+
+    def evaluate(self, x: Mapping) -> Evaluation:
+        if self.exhausted:
+            raise BudgetExhausted(f"budget exhausted after {self.evaluations} evaluations")
+        ev = self.inner.evaluate(x)
+        self.evaluations += 1
+        if ev.feasible and (self.best is None or ev.objective > self.best[0]):
+            self.best = (ev.objective, dict(x))
+        self.trace.append(self.best[0] if self.best else float("nan"))
+        return ev
+
+    def structure(self) -> dict:
+        return self.inner.structure()
+
+    def __getattr__(self, name):  # task-specific helpers of the wrapped problem
+        if name == "inner":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+
+# ------------------------------------------------------------------------ budget
+@dataclass(frozen=True)
+class Budget:
+    evaluations: int | None = None
+    seconds: float | None = None
+    frames: int | None = None  # environment frames, for learning solvers
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in (("evaluations", self.evaluations), ("seconds", self.seconds),
+                                  ("frames", self.frames)) if v is not None}
+
+    def label(self) -> str:
+        return ",".join(f"{k}={v}" for k, v in self.to_dict().items()) or "unbounded"
+
+
+# ------------------------------------------------------------------------ config
+class Config(BaseModel):
+    """Base of task and solver configs: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class TaskConfig(Config):
+    instance_seed: int = Field(0, ge=0, description="seed of the instance (layouts, channels, Monte Carlo)")
+
+
+def build_config(cls: type[Config], values: Mapping | None, what: str) -> Config:
+    """Validate `values` against `cls`, turning pydantic errors into one UserError line."""
+    try:
+        return cls(**dict(values or {}))
+    except ValidationError as e:
+        err = e.errors()[0]
+        key = ".".join(str(p) for p in err["loc"]) or "?"
+        if err["type"] == "extra_forbidden":
+            allowed = ", ".join(cls.model_fields)
+            raise UserError(f"unknown {what} config key {key!r}; allowed: {allowed}") from None
+        value = err.get("input")
+        raise UserError(f"{what} config {key}={value!r}: {err['msg']}{_field_range(cls, key)}") from None
+
+
+def _field_range(cls: type[Config], key: str) -> str:
+    f = cls.model_fields.get(key)
+    if f is None:
+        return ""
+    bounds = []
+    for m in f.metadata:
+        for attr, sym in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
+            if getattr(m, attr, None) is not None:
+                bounds.append(f"{sym} {getattr(m, attr)}")
+    ann = getattr(f.annotation, "__name__", str(f.annotation))
+    return f" (allowed: {ann}{' ' + ' and '.join(bounds) if bounds else ''})"
+
+
+# ------------------------------------------------------------------------- tasks
+class Task(ABC):
+    """A problem family. Subclasses set `name`, `Config` and implement `problem()`
+    (static tasks) or the sequential interface (see `SequentialTask`)."""
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+    kind: ClassVar[str] = "static"
+    Config: ClassVar[type[TaskConfig]] = TaskConfig
+    default_budget: ClassVar[Budget] = Budget(evaluations=200)
+    #: metrics shown as leaderboard columns next to the objective
+    leaderboard_metrics: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, config: Mapping | TaskConfig | None = None):
+        self.config = config if isinstance(config, self.Config) else build_config(self.Config, config, f"task {self.name}")
+
+    def problem(self) -> Problem:
+        raise NotImplementedError
+
+    def figures(self) -> dict[int, Callable[..., list]]:
+        """Paper figures: number -> fn(out_dir: pathlib.Path, progress: Callable[[float, str], None])
+        that writes a PNG and a CSV into out_dir and returns their paths."""
+        return {}
+
+
+@dataclass
+class Reporter:
+    """How long-running work reports back: a progress callback (fraction done, status
+    text), step-indexed metrics (streamed to MLflow), and a folder whose files the
+    runner logs as artifacts. Defaults do nothing."""
+
+    progress: Callable[[float, str], None] = lambda fraction, text: None
+    log_metrics: Callable[[dict, int], None] = lambda metrics, step: None
+    artifact_dir: str | None = None
+    run_id: str | None = None
+
+
+class SequentialTask(Task):
+    """Episodes of frames (e.g. ent-usr). The task runs a solver over its fixed
+    evaluation episodes and returns the episode-mean evaluation."""
+
+    kind: ClassVar[str] = "sequential"
+
+    @abstractmethod
+    def run_solver(self, solver: "Solver", budget: Budget, rng: np.random.Generator,
+                   reporter: Reporter) -> "Outcome":
+        """Train (a LearningSolver) or act per frame (optimizers), then evaluate on the
+        task's fixed evaluation seeds, shared by all solvers."""
+
+
+@dataclass
+class Outcome:
+    """A sequential task's evaluation of a solver."""
+
+    evaluation: Evaluation
+    decision: dict  # summary of the decisions taken (JSON-serializable)
+    evaluations: int = 0
+    frames: int = 0
+    curves: dict[str, list[float]] = field(default_factory=dict)  # step-indexed metrics (files: reporter.artifact_dir)
+
+
+# ----------------------------------------------------------------------- solvers
+@dataclass
+class Solution:
+    decision: dict
+    bound: float | None = None  # certified upper bound on the optimum, if the solver proves one
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class Solver(ABC):
+    """Subclasses set `name`, optionally `Config`, `tasks` (None = any) and `kinds`."""
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+    Config: ClassVar[type[Config]] = Config
+    tasks: ClassVar[frozenset[str] | None] = None
+    kinds: ClassVar[frozenset[str]] = frozenset({"static"})
+
+    def __init__(self, config: Mapping | Config | None = None):
+        self.config = config if isinstance(config, self.Config) else build_config(self.Config, config, f"solver {self.name}")
+
+    @classmethod
+    def supports(cls, task: type[Task]) -> bool:
+        return (cls.tasks is None or task.name in cls.tasks) and task.kind in cls.kinds
+
+    @abstractmethod
+    def solve(self, problem: Problem, budget: Budget, rng: np.random.Generator) -> Solution:
+        """Return the best decision found within `budget`."""
+
+
+def best_or_sample(problem: Problem, rng: np.random.Generator) -> dict:
+    """The incumbent of a budgeted problem, else a random point (used when a budget is empty)."""
+    best = getattr(problem, "best", None)
+    return dict(best[1]) if best else problem.space.sample(rng)
+
+
+
+class Policy(Protocol):
+    """A trained decentralized policy: each role acts on its own observations."""
+
+    def act(self, role: str, obs: np.ndarray) -> dict[str, np.ndarray]:
+        """obs (B, n_agents, obs_dim) -> head name -> (B, n_agents, size)."""
+
+
+class LearningSolver(Solver):
+    """A solver that learns a policy on a sequential task's batched environment."""
+
+    kinds: ClassVar[frozenset[str]] = frozenset({"sequential"})
+
+    @abstractmethod
+    def train(self, task: SequentialTask, budget: Budget, rng: np.random.Generator,
+              reporter: Reporter) -> Policy:
+        """Train within `budget` (frames and/or seconds) and return the policy."""
+
+    def solve(self, problem: Problem, budget: Budget, rng: np.random.Generator) -> Solution:
+        raise UserError(f"solver {self.name!r} learns a policy; it has no static solve")

@@ -1,0 +1,250 @@
+"""The `isacbench` command line (Typer). User mistakes print one line and exit 2."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, List, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from . import registry
+from .api import Budget, UserError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="isacbench: benchmark for network-level integrated sensing and communication optimization.")
+out = Console()
+err = Console(stderr=True)
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=True)
+    except UserError as e:
+        err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+
+
+# ------------------------------------------------------------------- parsing
+def parse_pairs(items: List[str], what: str) -> dict:
+    """KEY=VALUE strings -> dict; values are JSON when they parse as JSON, else strings."""
+    result = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"{what} {item!r} is not KEY=VALUE")
+        try:
+            result[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            result[key.strip()] = value
+    return result
+
+
+def parse_seeds(seed: Optional[int], seeds: Optional[str]) -> list[int]:
+    """--seed N or --seeds '0-4' / '0,2,5'."""
+    if seed is not None and seeds is not None:
+        raise UserError("give either --seed or --seeds, not both")
+    if seeds is None:
+        return [0 if seed is None else seed]
+    try:
+        out_seeds: list[int] = []
+        for part in seeds.split(","):
+            lo, sep, hi = part.strip().partition("-")
+            out_seeds += list(range(int(lo), int(hi) + 1)) if sep else [int(lo)]
+    except ValueError:
+        raise UserError(f"--seeds {seeds!r} is not a range like 0-4 or a list like 0,2,5") from None
+    if not out_seeds or min(out_seeds) < 0:
+        raise UserError(f"--seeds {seeds!r} must name at least one seed, all >= 0")
+    return out_seeds
+
+
+def make_budget(task: str, evals: Optional[int], seconds: Optional[float], frames: Optional[int]) -> Budget | None:
+    for name, v in (("--budget-evals", evals), ("--budget-seconds", seconds), ("--budget-frames", frames)):
+        if v is not None and v <= 0:
+            raise UserError(f"{name} {v} must be > 0")
+    if evals is None and seconds is None and frames is None:
+        return None
+    base = registry.load("task", task).default_budget
+    return Budget(evaluations=evals if evals is not None else base.evaluations,
+                  seconds=seconds if seconds is not None else base.seconds,
+                  frames=frames if frames is not None else base.frames)
+
+
+@contextmanager
+def progress_bar(enabled: bool = True) -> Iterator[Progress]:
+    bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                   TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[status]}"),
+                   console=err, disable=not enabled, transient=False)
+    with bar:
+        yield bar
+
+
+# ------------------------------------------------------------------ commands
+@app.command("list")
+def list_cmd() -> None:
+    """Tasks and solvers, a line each, and which pairs are supported."""
+    tasks, solvers = registry.load_all("task"), registry.load_all("solver")
+    out.print("[bold]Tasks[/]")
+    for name, t in tasks.items():
+        out.print(f"  {name:<16} {t.kind:<10} {t.description}", highlight=False)
+    out.print("[bold]Solvers[/]")
+    for name, s in solvers.items():
+        out.print(f"  {name:<16} {s.description}", highlight=False)
+    table = Table(title="Supported pairs (task x solver)")
+    table.add_column("solver")
+    for t in tasks:
+        table.add_column(t, justify="center")
+    for name, s in solvers.items():
+        table.add_row(name, *("yes" if s.supports(t) else "-" for t in tasks.values()))
+    out.print(table)
+
+
+@app.command()
+def run(task: str = typer.Option(..., "--task", "-t", help="task name or module:Class"),
+        solver: str = typer.Option(..., "--solver", "-s", help="solver name or module:Class"),
+        seed: Optional[int] = typer.Option(None, "--seed", help="one solver seed (default 0)"),
+        seeds: Optional[str] = typer.Option(None, "--seeds", help="seed range like 0-4 or list 0,2,5"),
+        config: List[str] = typer.Option([], "--config", "-c", help="task config KEY=VALUE (repeatable)"),
+        solver_config: List[str] = typer.Option([], "--solver-config", "-S", help="solver config KEY=VALUE"),
+        budget_evals: Optional[int] = typer.Option(None, "--budget-evals", help="evaluation budget"),
+        budget_seconds: Optional[float] = typer.Option(None, "--budget-seconds", help="wall-clock budget"),
+        budget_frames: Optional[int] = typer.Option(None, "--budget-frames", help="environment frames budget"),
+        device: Optional[str] = typer.Option(None, "--device", help="torch device for learning solvers"),
+        tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow URI (default: ./mlflow.db)"),
+        no_track: bool = typer.Option(False, "--no-track", help="do not record to MLflow"),
+        as_json: bool = typer.Option(False, "--json", help="one JSON object per seed on stdout")) -> None:
+    """Run a solver on a task for one or more seeds and record each run to MLflow."""
+    from .runner import RunSpec, prepare
+    from .runner import run as run_one
+    from .tracking import Tracker
+
+    seed_list = parse_seeds(seed, seeds)
+    scfg = parse_pairs(solver_config, "--solver-config")
+    if device is not None:
+        if "device" not in registry.load("solver", solver).Config.model_fields:
+            raise UserError(f"solver {solver!r} has no device setting; --device applies to learning solvers")
+        scfg["device"] = device
+    specs = [RunSpec(task, solver, s, parse_pairs(config, "--config"), scfg,
+                     make_budget(task, budget_evals, budget_seconds, budget_frames)) for s in seed_list]
+    prepare(specs[0])  # validate everything before anything is recorded
+    tracker = None if no_track else Tracker(tracking_uri)
+    results = []
+    with progress_bar() as bar:
+        overall = bar.add_task(f"{task} x {solver}", total=len(specs), status="")
+        for spec in specs:
+            current = bar.add_task(f"  seed {spec.seed}", total=1.0, status="")
+
+            def progress(fraction: float, text: str, _t=current) -> None:
+                bar.update(_t, completed=min(max(fraction, 0.0), 1.0), status=text)
+
+            r = run_one(spec, tracker, progress)
+            bar.update(current, completed=1.0, status=f"objective {r.objective:.5g}")
+            bar.advance(overall)
+            results.append(r)
+            if as_json:
+                out.print_json(json.dumps(r.to_json(), default=str), indent=None)
+    if not as_json:
+        _print_results(results)
+
+
+def _print_results(results) -> None:
+    table = Table(title=f"{results[0].task} x {results[0].solver}")
+    for col in ("seed", "objective", "feasible", "evaluations", "wall s", "bound", "run id"):
+        table.add_column(col)
+    for r in results:
+        table.add_row(str(r.seed), f"{r.objective:.6g}", "yes" if r.feasible else "NO", str(r.evaluations),
+                      f"{r.wall_s:.2f}", "-" if r.bound is None else f"{r.bound:.6g}", r.run_id or "-")
+    out.print(table)
+    last = results[-1]
+    out.print("decision: " + json.dumps(last.decision, default=str), highlight=False)
+    if last.metrics:
+        out.print("metrics: " + ", ".join(f"{k}={v:.5g}" for k, v in last.metrics.items()), highlight=False)
+    if last.violations and not last.feasible:
+        out.print("violations: " + json.dumps(last.violations), highlight=False)
+
+
+@app.command()
+def evaluate(task: str = typer.Option(..., "--task", "-t"),
+             config: List[str] = typer.Option([], "--config", "-c", help="task config KEY=VALUE"),
+             decision: List[str] = typer.Option([], "--decision", "-d", help="decision KEY=VALUE (repeatable)"),
+             as_json: bool = typer.Option(False, "--json")) -> None:
+    """Evaluate one decision on a static task."""
+    task_obj = registry.load("task", task)(parse_pairs(config, "--config"))
+    if task_obj.kind != "static":
+        raise UserError(f"task {task_obj.name!r} is {task_obj.kind}; evaluate works on static tasks "
+                        f"(use `isacbench run` for it)")
+    problem = task_obj.problem()
+    raw = {}
+    for item in decision:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UserError(f"--decision {item!r} is not KEY=VALUE")
+        raw[key.strip()] = value.strip()
+    ev = problem.evaluate(problem.space.check(raw))
+    if as_json:
+        out.print_json(json.dumps(ev.to_dict()), indent=None)
+        return
+    out.print(f"objective: {ev.objective:.6g}   feasible: {'yes' if ev.feasible else 'NO'}", highlight=False)
+    for k, v in ev.metrics.items():
+        out.print(f"  {k:<16} {v:.6g}", highlight=False)
+    for k, v in ev.violations.items():
+        out.print(f"  violation {k:<6} {v:.6g}", highlight=False)
+
+
+@app.command()
+def leaderboard(task: Optional[List[str]] = typer.Option(None, "--task", "-t", help="task(s); default: all"),
+                out_dir: Path = typer.Option(Path("leaderboards"), "--out"),
+                tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri")) -> None:
+    """Write leaderboards/<task>.md and .csv from the MLflow runs."""
+    from . import leaderboard as lb
+    from .tracking import Tracker
+
+    tracker = Tracker(tracking_uri)
+    names = task or registry.names("task")
+    for name in names:
+        cls = registry.load("task", name)
+        command = f"isacbench leaderboard --task {cls.name} --out {out_dir}"
+        paths = lb.write(tracker, cls.name, out_dir, cls.leaderboard_metrics, command)
+        out.print(f"{cls.name}: " + (", ".join(map(str, paths)) if paths else "no finished runs"), highlight=False)
+
+
+@app.command()
+def ui(port: int = typer.Option(5000, "--port"),
+       tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri")) -> None:
+    """Open the MLflow UI on 127.0.0.1 over the same store."""
+    from .tracking import resolve_uri
+
+    uri = resolve_uri(tracking_uri)
+    if uri.startswith(("http://", "https://")):
+        out.print(f"the store is already served: open {uri}")
+        return
+    out.print(f"MLflow UI on http://127.0.0.1:{port} (store {uri}); Ctrl-C stops it")
+    cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri, "--host", "127.0.0.1",
+           "--port", str(port)]
+    raise typer.Exit(subprocess.call(cmd, env=os.environ.copy()))
+
+
+@app.command()
+def reproduce(task: str = typer.Argument(..., help="task name"),
+              figure: int = typer.Option(..., "--figure", "-f", help="figure number in the task's paper"),
+              out_dir: Path = typer.Option(Path("figures"), "--out"),
+              config: List[str] = typer.Option([], "--config", "-c", help="task config KEY=VALUE")) -> None:
+    """Reproduce a paper figure: writes PNG + CSV into --out."""
+    task_obj = registry.load("task", task)(parse_pairs(config, "--config"))
+    figures = task_obj.figures()
+    if figure not in figures:
+        raise UserError(f"task {task_obj.name!r} has no figure {figure}; available: "
+                        f"{', '.join(map(str, sorted(figures))) or 'none'}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with progress_bar() as bar:
+        t = bar.add_task(f"{task_obj.name} figure {figure}", total=1.0, status="")
+        paths = figures[figure](out_dir, lambda f, s: bar.update(t, completed=f, status=s))
+        bar.update(t, completed=1.0, status="done")
+    for p in paths:
+        out.print(str(p), highlight=False)

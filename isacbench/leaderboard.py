@@ -1,0 +1,143 @@
+"""Leaderboards from MLflow runs (never typed by hand).
+
+Per task instance, per (solver, budget): mean objective over seeds with a 95%
+percentile-bootstrap CI, main metrics, gap to a reference, budget used,
+feasible rate, seeds, rank. The reference is the tightest certified upper bound
+any run proved for that instance ("bound"), else the best feasible objective
+any run reached ("best known").
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .tracking import TAG, Tracker, experiment_name
+
+BOOTSTRAP_SAMPLES = 2000
+
+
+def runs_frame(tracker: Tracker, task: str) -> pd.DataFrame:
+    """One row per FINISHED run of `task`: ids, seed, objective, feasibility, bound, metrics."""
+    exp = tracker.client.get_experiment_by_name(experiment_name(task))
+    if exp is None:
+        return pd.DataFrame()
+    rows, token = [], None
+    while True:
+        page = tracker.client.search_runs([exp.experiment_id], filter_string="attributes.status = 'FINISHED'",
+                                          max_results=1000, page_token=token)
+        for run in page:
+            t, m = run.data.tags, run.data.metrics
+            rows.append({"run_id": run.info.run_id, "instance": t.get(TAG + "instance", "?"),
+                         "solver": t.get(TAG + "solver", "?"), "seed": int(t.get(TAG + "seed", -1)),
+                         "budget": t.get(TAG + "budget", ""), "params": run.data.params, **m})
+        token = page.token
+        if not token:
+            break
+    return pd.DataFrame(rows)
+
+
+def bootstrap_ci(values: np.ndarray, rng: np.random.Generator, samples: int = BOOTSTRAP_SAMPLES) -> tuple[float, float]:
+    """95% percentile-bootstrap CI of the mean."""
+    values = np.asarray(values, dtype=float)
+    if len(values) == 1:
+        return float(values[0]), float(values[0])
+    idx = rng.integers(0, len(values), size=(samples, len(values)))
+    means = values[idx].mean(axis=1)
+    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
+def summarize(runs: pd.DataFrame, metrics: tuple[str, ...] = (), seed: int = 0) -> pd.DataFrame:
+    """Aggregate runs into leaderboard rows (see module docstring)."""
+    if runs.empty:
+        return pd.DataFrame()
+    rng = np.random.default_rng(seed)
+    rows = []
+    for inst, inst_runs in runs.groupby("instance", sort=True):
+        feasible_runs = inst_runs[inst_runs["feasible"] > 0.5]
+        bounds = inst_runs["bound"].dropna() if "bound" in inst_runs else pd.Series(dtype=float)
+        if len(bounds):
+            reference, ref_kind = float(bounds.min()), "bound"
+        elif len(feasible_runs):
+            reference, ref_kind = float(feasible_runs["objective"].max()), "best known"
+        else:
+            reference, ref_kind = float("nan"), "none"
+        for (solver, budget), g in inst_runs.groupby(["solver", "budget"], sort=True):
+            ok = g[g["feasible"] > 0.5]
+            obj = ok["objective"].to_numpy(dtype=float)
+            mean = float(obj.mean()) if len(obj) else float("nan")
+            lo, hi = bootstrap_ci(obj, rng) if len(obj) else (float("nan"), float("nan"))
+            row = {"instance": inst, "solver": solver, "budget": budget, "objective": mean,
+                   "ci_low": lo, "ci_high": hi,
+                   "gap_pct": 100.0 * (reference - mean) / abs(reference) if reference == reference and reference
+                   else float("nan"),
+                   "reference": reference, "reference_kind": ref_kind,
+                   "evaluations": float(g["evaluations"].mean()) if "evaluations" in g else float("nan"),
+                   "wall_s": float(g["wall_s"].mean()), "feasible_rate": float((g["feasible"] > 0.5).mean()),
+                   "seeds": int(g["seed"].nunique())}
+            for name in metrics:
+                row[name] = float(ok[name].mean()) if name in ok and len(ok) else float("nan")
+            rows.append(row)
+    table = pd.DataFrame(rows)
+    table["rank"] = (table.groupby("instance")["objective"].rank(ascending=False, method="min"))
+    return table.sort_values(["instance", "rank", "solver"], na_position="last").reset_index(drop=True)
+
+
+def instance_labels(runs: pd.DataFrame) -> dict[str, str]:
+    """Human-readable instance labels: the task config keys on which instances differ."""
+    params = {inst: g["params"].iloc[0] for inst, g in runs.groupby("instance")}
+    keys = sorted({k for p in params.values() for k in p if k.startswith("task.")})
+    varying = [k for k in keys if len({p.get(k) for p in params.values()}) > 1]
+    return {inst: (", ".join(f"{k[5:]}={p.get(k)}" for k in varying) or "default") for inst, p in params.items()}
+
+
+def write(tracker: Tracker, task: str, out_dir: Path, metrics: tuple[str, ...] = (),
+          command: str | None = None) -> list[Path]:
+    """Write leaderboards/<task>.md and .csv; returns the paths (empty when no runs)."""
+    runs = runs_frame(tracker, task)
+    table = summarize(runs, metrics)
+    if table.empty:
+        return []
+    labels = instance_labels(runs)
+    table.insert(1, "instance_label", table["instance"].map(labels))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    csv_path, md_path = out_dir / f"{task}.csv", out_dir / f"{task}.md"
+    table.to_csv(csv_path, index=False, float_format="%.6g")
+    md_path.write_text(_markdown(task, table, metrics, command))
+    return [md_path, csv_path]
+
+
+def _markdown(task: str, table: pd.DataFrame, metrics: tuple[str, ...], command: str | None) -> str:
+    lines = [f"# Leaderboard: {task}", "",
+             "Generated by `isacbench leaderboard` from MLflow runs; do not edit by hand.",
+             "Objective: mean over seeds of feasible runs (maximized), 95% bootstrap CI; gap to the instance's "
+             "reference (tightest certified bound if any solver proved one, else best known value).", ""]
+    if command:
+        lines += ["Regenerate with:", "", f"    {command}", ""]
+    for inst, g in table.groupby("instance", sort=False):
+        ref = g.iloc[0]
+        lines += [f"## Instance `{inst}` ({g.iloc[0]['instance_label']})", "",
+                  f"Reference: {ref['reference']:.6g} ({ref['reference_kind']})", ""]
+        cols = ["rank", "solver", "objective", "95% CI", "gap %", *metrics, "evals", "wall s", "feasible",
+                "seeds", "budget"]
+        lines += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+        for _, r in g.iterrows():
+            cells = [_fmt(r["rank"], 0), r["solver"], _fmt(r["objective"]),
+                     f"[{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]", _fmt(r["gap_pct"], 2),
+                     *[_fmt(r[m]) for m in metrics], _fmt(r["evaluations"], 0), _fmt(r["wall_s"], 2),
+                     f"{r['feasible_rate']:.0%}", str(r["seeds"]), f"`{r['budget']}`"]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _fmt(v, digits: int | None = None) -> str:
+    if v is None or (isinstance(v, float) and not np.isfinite(v)):
+        return "–"
+    if digits == 0:
+        return str(int(round(v)))
+    if digits is not None:
+        return f"{v:.{digits}f}"
+    return f"{v:.4g}"
+

@@ -1,0 +1,61 @@
+"""Contract of batched multi-agent environments (sequential tasks such as ent-usr).
+
+Every array has a leading batch dimension B (number of parallel environments).
+A frame is played in *stages*: the roles of one stage act together on observations
+that already reflect the actions of earlier stages (e.g. ent-usr: LCP first, then
+LPB and FG, then FPB). `end_frame` computes the frame's shared reward.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Head:
+    """One part of a role's action. Arrays are shaped (B, n_agents, size).
+
+    kind: 'bernoulli' (values in {0, 1}), 'categorical' (integers in [0, classes)),
+    or 'continuous' (reals in [low, high]; the environment projects them onto its
+    feasible set, e.g. a power simplex)."""
+
+    name: str
+    kind: str
+    size: int
+    classes: int = 2
+    low: float = 0.0
+    high: float = 1.0
+
+
+@dataclass(frozen=True)
+class RoleSpec:
+    name: str
+    n_agents: int
+    obs_dim: int
+    heads: tuple[Head, ...]
+
+
+class MultiAgentEnv(Protocol):
+    num_envs: int
+    roles: dict[str, RoleSpec]
+    stages: tuple[tuple[str, ...], ...]
+    state_dim: int
+    frames_per_episode: int
+
+    def reset(self, seed: int | None = None) -> None:
+        """Start new episodes in all B environments (first frame, stage 0)."""
+
+    def observe(self, role: str) -> np.ndarray:
+        """(B, n_agents, obs_dim) observations of `role` at the current stage."""
+
+    def state(self) -> np.ndarray:
+        """(B, state_dim) global state for centralized critics."""
+
+    def act(self, actions: dict[str, dict[str, np.ndarray]]) -> None:
+        """Apply the current stage's actions: role -> head name -> (B, n_agents, size)."""
+
+    def end_frame(self) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        """Finish the frame: (reward (B,), done (B,), per-frame metrics name -> (B,)).
+        When done, the next call to `reset` starts new episodes."""

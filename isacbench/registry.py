@@ -1,0 +1,45 @@
+"""Discovery of tasks and solvers: entry points `isacbench.tasks` / `isacbench.solvers`,
+or a `package.module:Class` spec that needs no packaging."""
+from __future__ import annotations
+
+import importlib
+from importlib.metadata import entry_points
+
+from .api import Solver, Task, UserError
+
+GROUPS = {"task": "isacbench.tasks", "solver": "isacbench.solvers"}
+BASES = {"task": Task, "solver": Solver}
+
+
+def names(kind: str) -> list[str]:
+    """Registered names of `kind` ('task' or 'solver'), sorted."""
+    return sorted({ep.name for ep in entry_points(group=GROUPS[kind])})
+
+
+def load(kind: str, name: str) -> type:
+    """The class registered as `name`, or the class a 'module:Class' spec names."""
+    if ":" in name:
+        module, _, attr = name.partition(":")
+        try:
+            cls = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError) as e:
+            raise UserError(f"cannot load {kind} {name!r}: {e}") from None
+    else:
+        eps = [ep for ep in entry_points(group=GROUPS[kind]) if ep.name == name]
+        if not eps:
+            raise UserError(f"unknown {kind} {name!r}; available: {', '.join(names(kind))}")
+        cls = eps[0].load()
+    if not (isinstance(cls, type) and issubclass(cls, BASES[kind])):
+        raise UserError(f"{name!r} is not an isacbench {kind} (a subclass of isacbench.api.{BASES[kind].__name__})")
+    return cls
+
+
+def load_all(kind: str) -> dict[str, type]:
+    return {n: load(kind, n) for n in names(kind)}
+
+
+def check_pair(task: type[Task], solver: type[Solver]) -> None:
+    if not solver.supports(task):
+        supported = [n for n, s in load_all("solver").items() if s.supports(task)]
+        raise UserError(f"solver {solver.name!r} does not support task {task.name!r}; "
+                        f"solvers for {task.name}: {', '.join(supported)}")

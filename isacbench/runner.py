@@ -1,0 +1,182 @@
+"""Run one (task, instance, solver, seed): budget, timing, re-evaluation, feasibility, tracking."""
+from __future__ import annotations
+
+import math
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from . import registry
+from .api import (Budget, BudgetedProblem, BudgetExhausted, Evaluation, Reporter, SequentialTask, Solver, Task,
+                  UserError, best_or_sample)
+from .tracking import TAG, Tracker, instance_id
+
+BOUND_TOLERANCE = 1e-9
+
+
+@dataclass
+class RunResult:
+    task: str
+    solver: str
+    seed: int
+    objective: float
+    feasible: bool
+    violations: dict[str, float]
+    metrics: dict[str, float]
+    decision: dict
+    evaluations: int
+    wall_s: float
+    budget: dict
+    instance: str
+    bound: float | None = None
+    run_id: str | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        keys = ("objective", "feasible", "violations", "metrics", "decision", "evaluations", "wall_s", "run_id",
+                "bound", "task", "solver", "seed", "instance", "budget")
+        d = asdict(self)
+        return {k: d[k] for k in keys}
+
+
+@dataclass
+class RunSpec:
+    """What to run: everything is validated by `prepare` before any run is recorded."""
+
+    task: str
+    solver: str
+    seed: int = 0
+    task_config: Mapping[str, Any] = field(default_factory=dict)
+    solver_config: Mapping[str, Any] = field(default_factory=dict)
+    budget: Budget | None = None
+
+
+def prepare(spec: RunSpec) -> tuple[Task, Solver, Budget]:
+    """Load and validate task, solver, configs, pairing and budget (raises UserError)."""
+    task_cls = registry.load("task", spec.task)
+    solver_cls = registry.load("solver", spec.solver)
+    registry.check_pair(task_cls, solver_cls)
+    task = task_cls(spec.task_config)
+    solver = solver_cls(spec.solver_config)
+    budget = spec.budget or task.default_budget
+    if spec.seed < 0:
+        raise UserError(f"seed {spec.seed} is negative; seeds are integers >= 0")
+    return task, solver, budget
+
+
+def solver_rng(seed: int) -> np.random.Generator:
+    """The solver's generator, derived from the run seed through a SeedSequence."""
+    return np.random.default_rng(np.random.SeedSequence(seed))
+
+
+def execute(task: Task, solver: Solver, budget: Budget, seed: int,
+            reporter: Reporter | None = None) -> tuple[Evaluation, dict, int, float | None, list[float], dict]:
+    """Solve and re-evaluate. Returns (evaluation, decision, evaluations, bound, trace, info)."""
+    reporter = reporter or Reporter()
+    rng = solver_rng(seed)
+    if isinstance(task, SequentialTask):
+        out = task.run_solver(solver, budget, rng, reporter)
+        info = {"frames": out.frames, **{f"curve:{k}": v for k, v in out.curves.items()}}
+        return out.evaluation, out.decision, out.evaluations, None, [], info
+    problem = task.problem()
+    budgeted = BudgetedProblem(problem, budget)
+    try:
+        solution = solver.solve(budgeted, budget, rng)
+        decision = solution.decision
+        bound, info = solution.bound, dict(solution.info)
+    except BudgetExhausted:
+        decision, bound, info = best_or_sample(budgeted, rng), None, {"stopped": "budget exhausted"}
+    try:
+        decision = problem.space.check(decision)
+    except UserError as e:
+        raise RuntimeError(f"solver {solver.name!r} returned an invalid decision: {e}") from None
+    evaluation = problem.evaluate(decision)  # never trust the solver's own score
+    if (bound is not None and evaluation.feasible
+            and evaluation.objective > bound + BOUND_TOLERANCE * max(1.0, abs(bound))):
+        raise RuntimeError(f"solver {solver.name!r} claimed upper bound {bound} below the value "
+                           f"{evaluation.objective} of its own feasible point")
+    return evaluation, decision, budgeted.evaluations, bound, budgeted.trace, info
+
+
+def run(spec: RunSpec, tracker: Tracker | None = None,
+        progress: Callable[[float, str], None] | None = None) -> RunResult:
+    """Run one spec; with a tracker, record it as one MLflow run (FAILED on error, never a result)."""
+    task, solver, budget = prepare(spec)
+    task_cfg = task.config.model_dump(mode="json")
+    solver_cfg = solver.config.model_dump(mode="json")
+    inst = instance_id({"task": task.name, **task_cfg})
+    run_id = None
+    if tracker is not None:
+        params = {"task": task.name, "solver": solver.name, "seed": spec.seed,
+                  **{f"task.{k}": v for k, v in task_cfg.items()},
+                  **{f"solver.{k}": v for k, v in solver_cfg.items()},
+                  **{f"budget.{k}": v for k, v in budget.to_dict().items()}}
+        tags = {TAG + "task": task.name, TAG + "solver": solver.name, TAG + "seed": str(spec.seed),
+                TAG + "instance": inst, TAG + "budget": budget.label()}
+        run_id = tracker.start(task.name, solver.name, spec.seed, params, tags)
+    with tempfile.TemporaryDirectory(prefix="isacbench-") as artifacts:
+        reporter = Reporter(progress=progress or (lambda f, t: None),
+                            log_metrics=(lambda m, s: tracker.log_metrics(run_id, m, s)) if tracker else
+                            (lambda m, s: None),
+                            artifact_dir=artifacts, run_id=run_id)
+        start = time.perf_counter()
+        try:
+            evaluation, decision, n_evals, bound, trace, info = execute(task, solver, budget, spec.seed, reporter)
+        except BaseException as e:
+            if tracker is not None:
+                tracker.log_dir(run_id, artifacts)  # checkpoints of an interrupted run stay resumable
+                killed = isinstance(e, KeyboardInterrupt)
+                tracker.finish(run_id, "KILLED" if killed else "FAILED", error=f"{type(e).__name__}: {e}")
+            raise
+        wall = time.perf_counter() - start
+        result = RunResult(task=task.name, solver=solver.name, seed=spec.seed, objective=float(evaluation.objective),
+                           feasible=bool(evaluation.feasible), violations=dict(evaluation.violations),
+                           metrics={k: float(v) for k, v in evaluation.metrics.items()}, decision=decision,
+                           evaluations=int(n_evals), wall_s=wall, budget=budget.to_dict(), instance=inst,
+                           bound=bound, run_id=run_id, info=_scalars(info))
+        if tracker is not None:
+            try:
+                _record(tracker, result, trace, info, task_cfg, solver_cfg, artifacts, evaluation)
+            except BaseException as e:
+                tracker.finish(run_id, "FAILED", error=f"recording failed: {type(e).__name__}: {e}")
+                raise
+    return result
+
+
+def _record(tracker: Tracker, r: RunResult, trace: list[float], info: dict, task_cfg: dict, solver_cfg: dict,
+            artifacts: str, evaluation: Evaluation) -> None:
+    metrics = {"objective": r.objective, "feasible": float(r.feasible), "evaluations": r.evaluations,
+               "wall_s": r.wall_s, **r.metrics, **{f"violation.{k}": v for k, v in r.violations.items()}}
+    if r.bound is not None:
+        metrics["bound"] = r.bound
+    if "frames" in info:
+        metrics["frames"] = info["frames"]
+    if evaluation.objectives is not None:
+        metrics.update({f"objective.{i}": v for i, v in enumerate(evaluation.objectives)})
+    tracker.log_metrics(r.run_id, {k: v for k, v in metrics.items() if _finite(v)})
+    if trace:
+        tracker.log_series(r.run_id, "best_so_far", trace)
+    for key, curve in info.items():
+        if key.startswith("curve:"):
+            tracker.log_series(r.run_id, key[len("curve:"):], list(curve))
+    tracker.log_json(r.run_id, "solution.json", {"decision": r.decision, "evaluation": evaluation.to_dict(),
+                                                 "bound": r.bound, "evaluations": r.evaluations,
+                                                 "info": r.info, "budget": r.budget})
+    tracker.log_json(r.run_id, "config.json", {"task": r.task, "solver": r.solver, "seed": r.seed,
+                                               "task_config": task_cfg, "solver_config": solver_cfg,
+                                               "budget": r.budget, "instance": r.instance})
+    tracker.log_dir(r.run_id, artifacts)
+    tracker.finish(r.run_id, "FINISHED")
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float, np.floating, np.integer)) and math.isfinite(float(v))
+
+
+def _scalars(info: dict) -> dict:
+    """JSON-friendly solver info (drops curves and arrays, which go to metrics/artifacts)."""
+    return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in info.items()
+            if not k.startswith("curve:") and isinstance(v, (str, int, float, bool, np.generic, type(None)))}

@@ -1,0 +1,1 @@
+"""Built-in isacbench solvers (installed as `isacbench.solvers`)."""

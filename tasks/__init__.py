@@ -1,0 +1,1 @@
+"""Built-in isacbench tasks (installed as `isacbench.tasks`)."""

@@ -1,0 +1,37 @@
+"""A tiny static task used by the core tests (loaded as `toy:ToyTask`, no packaging needed).
+
+maximize  -(x - 3)^2 - 4 (y - 0.5)^2 + bonus[c]   s.t.  x + y <= 3.5
+with x in 0..5 (integer), y in [0, 1] (real), c in {a, b}; optimum x=3, y=0.5, c=b.
+"""
+from pydantic import Field
+
+from isacbench.api import Budget, Categorical, Evaluation, Integer, Problem, Real, Space, Task, TaskConfig
+
+BONUS = {"a": 0.0, "b": 0.25}
+
+
+class ToyConfig(TaskConfig):
+    capacity: float = Field(3.5, ge=0.0, le=10.0, description="right-hand side of x + y <= capacity")
+
+
+class ToyProblem(Problem):
+    def __init__(self, capacity: float):
+        self.capacity = capacity
+        self.space = Space((Integer("x", 0, 5), Real("y", 0.0, 1.0), Categorical("c", ("a", "b"))))
+
+    def evaluate(self, x):
+        excess = x["x"] + x["y"] - self.capacity
+        value = -(x["x"] - 3) ** 2 - 4 * (x["y"] - 0.5) ** 2 + BONUS[x["c"]]
+        return Evaluation(objective=value, feasible=excess <= 0, violations={"capacity": max(excess, 0.0)},
+                          metrics={"slack": self.capacity - x["x"] - x["y"]})
+
+
+class ToyTask(Task):
+    name = "toy"
+    description = "quadratic toy problem for tests"
+    Config = ToyConfig
+    default_budget = Budget(evaluations=50)
+    leaderboard_metrics = ("slack",)
+
+    def problem(self):
+        return ToyProblem(self.config.capacity)

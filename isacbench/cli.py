@@ -89,7 +89,7 @@ def progress_bar(enabled: bool = True) -> Iterator[Progress]:
 @app.command("list")
 def list_cmd() -> None:
     """Tasks and solvers, a line each, and which pairs are supported."""
-    tasks, solvers = registry.load_all("task"), registry.load_all("solver")
+    (tasks, broken_tasks), (solvers, broken_solvers) = registry.load_all("task"), registry.load_all("solver")
     out.print("[bold]Tasks[/]")
     for name, t in tasks.items():
         out.print(f"  {name:<16} {t.kind:<10} {t.description}", highlight=False)
@@ -103,6 +103,8 @@ def list_cmd() -> None:
     for name, s in solvers.items():
         table.add_row(name, *("yes" if s.supports(t) else "-" for t in tasks.values()))
     out.print(table)
+    for name, error in {**broken_tasks, **broken_solvers}.items():
+        err.print(f"[yellow]warning:[/] {name!r} is registered but cannot be loaded: {error}", highlight=False)
 
 
 @app.command()

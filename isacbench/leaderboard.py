@@ -103,7 +103,7 @@ def write(tracker: Tracker, task: str, out_dir: Path, metrics: tuple[str, ...] =
     table.insert(1, "instance_label", table["instance"].map(labels))
     out_dir.mkdir(parents=True, exist_ok=True)
     csv_path, md_path = out_dir / f"{task}.csv", out_dir / f"{task}.md"
-    table.to_csv(csv_path, index=False, float_format="%.6g")
+    table.to_csv(csv_path, index=False)
     md_path.write_text(_markdown(task, table, metrics, command))
     return [md_path, csv_path]
 

@@ -34,12 +34,19 @@ def load(kind: str, name: str) -> type:
     return cls
 
 
-def load_all(kind: str) -> dict[str, type]:
-    return {n: load(kind, n) for n in names(kind)}
+def load_all(kind: str) -> tuple[dict[str, type], dict[str, str]]:
+    """(loadable classes by name, error message by name for entries that fail to load)."""
+    loaded, broken = {}, {}
+    for n in names(kind):
+        try:
+            loaded[n] = load(kind, n)
+        except Exception as e:  # noqa: BLE001 - a broken plugin must not hide the others
+            broken[n] = f"{type(e).__name__}: {e}"
+    return loaded, broken
 
 
 def check_pair(task: type[Task], solver: type[Solver]) -> None:
     if not solver.supports(task):
-        supported = [n for n, s in load_all("solver").items() if s.supports(task)]
+        supported = [n for n, s in load_all("solver")[0].items() if s.supports(task)]
         raise UserError(f"solver {solver.name!r} does not support task {task.name!r}; "
                         f"solvers for {task.name}: {', '.join(supported)}")

@@ -1,7 +1,27 @@
 import os
+import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 TESTS = Path(__file__).resolve().parent
 sys.path.insert(0, str(TESTS))
 os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+def cli(args, cwd, env=None, timeout=600):
+    """Run `isacbench ARGS` as a user would (a subprocess), with the tests folder importable."""
+    full_env = {**os.environ, "PYTHONPATH": str(TESTS), "MLFLOW_TRACKING_URI": "", **(env or {})}
+    if not full_env["MLFLOW_TRACKING_URI"]:
+        del full_env["MLFLOW_TRACKING_URI"]
+    return subprocess.run([sys.executable, "-c", "from isacbench.cli import main; main()", *map(str, args)],
+                          cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    """An empty working directory (its ./mlflow.db is the default store)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    return tmp_path

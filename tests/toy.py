@@ -5,7 +5,8 @@ with x in 0..5 (integer), y in [0, 1] (real), c in {a, b}; optimum x=3, y=0.5, c
 """
 from pydantic import Field
 
-from isacbench.api import Budget, Categorical, Evaluation, Integer, Problem, Real, Space, Task, TaskConfig
+from isacbench.api import (Budget, Categorical, Evaluation, Integer, Problem, Real, Solution, Solver, Space, Task,
+                           TaskConfig)
 
 BONUS = {"a": 0.0, "b": 0.25}
 
@@ -35,3 +36,21 @@ class ToyTask(Task):
 
     def problem(self):
         return ToyProblem(self.config.capacity)
+
+
+class BrokenSolver(Solver):
+    """A solver with a bug: the runner must record its run as FAILED, never as a result."""
+    name = "broken"
+
+    def solve(self, problem, budget, rng):
+        problem.evaluate(problem.space.sample(rng))
+        raise ZeroDivisionError("solver bug")
+
+
+class OtherTaskSolver(Solver):
+    """Supports only a task named 'other': pairing it with toy must be refused."""
+    name = "other-only"
+    tasks = frozenset({"other"})
+
+    def solve(self, problem, budget, rng):
+        return Solution(decision=problem.space.sample(rng))

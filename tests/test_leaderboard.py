@@ -1,0 +1,48 @@
+"""Leaderboards: generated from the MLflow runs, numbers recomputed here independently."""
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import cli
+from mlflow.tracking import MlflowClient
+
+
+def test_leaderboard_matches_an_independent_recomputation(workdir):
+    for solver, seeds in (("random", "0-4"), ("exhaustive", "0-1")):
+        p = cli(["run", "--task", "toy:ToyTask", "--solver", solver, "--seeds", seeds, "--budget-evals", "200"],
+                workdir)
+        assert p.returncode == 0, p.stderr
+    # a second instance, so grouping by instance is exercised
+    assert cli(["run", "--task", "toy:ToyTask", "--solver", "random", "-c", "capacity=2", "--seeds", "0-2"],
+               workdir).returncode == 0
+    p = cli(["leaderboard", "--task", "toy:ToyTask", "--out", "boards"], workdir)
+    assert p.returncode == 0, p.stderr
+    table = pd.read_csv(workdir / "boards" / "toy.csv")
+    md = (workdir / "boards" / "toy.md").read_text()
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("isacbench/toy")
+    recorded = client.search_runs([exp.experiment_id])
+    assert len(recorded) == 10
+    for inst in {r.data.tags["isacbench.instance"] for r in recorded}:
+        inst_runs = [r for r in recorded if r.data.tags["isacbench.instance"] == inst]
+        best_known = max(r.data.metrics["objective"] for r in inst_runs if r.data.metrics["feasible"] == 1)
+        rows = table[table["instance"] == inst].set_index("solver")
+        means = {}
+        for solver in rows.index:
+            mine = [r for r in inst_runs if r.data.tags["isacbench.solver"] == solver]
+            obj = np.array([r.data.metrics["objective"] for r in mine if r.data.metrics["feasible"] == 1])
+            means[solver] = obj.mean()
+            row = rows.loc[solver]
+            assert row["objective"] == pytest.approx(obj.mean(), rel=1e-9)
+            assert row["seeds"] == len(mine)
+            assert row["feasible_rate"] == pytest.approx(np.mean([r.data.metrics["feasible"] for r in mine]))
+            assert row["slack"] == pytest.approx(np.mean([r.data.metrics["slack"] for r in mine]), rel=1e-9)
+            assert row["reference_kind"] == "best known"
+            assert row["reference"] == pytest.approx(best_known, rel=1e-9)
+            assert row["gap_pct"] == pytest.approx(100 * (best_known - obj.mean()) / abs(best_known), rel=1e-9)
+            assert row["ci_low"] <= row["objective"] + 1e-9 <= row["ci_high"] + 2e-9
+            assert obj.min() - 1e-9 <= row["ci_low"] and row["ci_high"] <= obj.max() + 1e-9
+        order = sorted(means, key=means.get, reverse=True)
+        assert list(rows.sort_values("rank").index) == order
+        assert f"## Instance `{inst}`" in md
+    assert "exhaustive" in md and "isacbench leaderboard --task toy" in md

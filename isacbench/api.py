@@ -268,6 +268,22 @@ class Budget:
         return ",".join(f"{k}={v}" for k, v in self.to_dict().items()) or "unbounded"
 
 
+@dataclass(frozen=True)
+class Profile:
+    """A benchmark protocol of a task: instances (task config overrides), the solvers
+    it compares (None: every solver supporting the task), one budget per solver
+    class (`budgets` by solver name, else `budget`), and the solver seeds' default."""
+
+    instances: tuple[dict, ...] = ({},)
+    budget: Budget = Budget(evaluations=200)
+    budgets: dict[str, Budget] = field(default_factory=dict)
+    solvers: tuple[str, ...] | None = None
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
+
+    def budget_for(self, solver: str) -> Budget:
+        return self.budgets.get(solver, self.budget)
+
+
 # ------------------------------------------------------------------------ config
 class Config(BaseModel):
     """Base of task and solver configs: unknown keys are errors."""
@@ -324,6 +340,11 @@ class Task(ABC):
 
     def problem(self) -> Problem:
         raise NotImplementedError
+
+    @classmethod
+    def profiles(cls) -> dict[str, Profile]:
+        """Benchmark profiles by name ('quick', 'paper'); the default is the paper's instance."""
+        return {"quick": Profile(budget=cls.default_budget), "paper": Profile(budget=cls.default_budget)}
 
     def figures(self) -> dict[int, Callable[..., list]]:
         """Paper figures: number -> fn(out_dir: pathlib.Path, progress: Callable[[float, str], None])

@@ -172,6 +172,41 @@ def _print_results(results) -> None:
 
 
 @app.command()
+def sweep(task: List[str] = typer.Option(..., "--task", "-t", help="task(s), repeatable"),
+          solver: Optional[List[str]] = typer.Option(None, "--solver", "-s",
+                                                     help="solver(s); default: the profile's, else all supported"),
+          seeds: Optional[str] = typer.Option(None, "--seeds", help="seed range; default: the profile's"),
+          profile: str = typer.Option("quick", "--profile", "-p", help="benchmark profile: quick | paper"),
+          executor: str = typer.Option("local", "--executor", help="local | ray"),
+          workers: int = typer.Option(1, "--workers", "-w", help="parallel workers"),
+          address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (ray executor)"),
+          tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri")) -> None:
+    """Run tasks x solvers x seeds under a profile; resumable (FINISHED runs are skipped)."""
+    from . import sweep as sw
+    from .tracking import Tracker
+
+    if executor not in ("local", "ray"):
+        raise UserError(f"--executor {executor!r} is not one of: local, ray")
+    if workers < 1:
+        raise UserError(f"--workers {workers} must be >= 1")
+    specs = sw.plan(task, solver, parse_seeds(None, seeds) if seeds else None, profile)
+    tracker = Tracker(tracking_uri)
+    with progress_bar() as bar:
+        t = bar.add_task(f"sweep {profile}", total=max(len(specs), 1), status="")
+
+        def progress(i: int, n: int, text: str) -> None:
+            bar.update(t, total=max(n, 1), completed=i, status=text)
+
+        report = sw.sweep(specs, tracker, profile, executor, workers, address, progress)
+    out.print(f"{len(report.done)} finished, {len(report.skipped)} skipped (already finished), "
+              f"{len(report.failed)} failed", highlight=False)
+    for spec, error in report.failed:
+        err.print(f"FAILED {spec.task} {spec.solver} seed {spec.seed}: {error}", highlight=False)
+    if report.failed:
+        raise typer.Exit(1)
+
+
+@app.command()
 def evaluate(task: str = typer.Option(..., "--task", "-t"),
              config: List[str] = typer.Option([], "--config", "-c", help="task config KEY=VALUE"),
              decision: List[str] = typer.Option([], "--decision", "-d", help="decision KEY=VALUE (repeatable)"),

@@ -29,6 +29,8 @@ def runs_frame(tracker: Tracker, task: str) -> pd.DataFrame:
                                           max_results=1000, page_token=token)
         for run in page:
             t, m = run.data.tags, run.data.metrics
+            if TAG + "seed" not in t:  # sweep parent runs
+                continue
             rows.append({"run_id": run.info.run_id, "instance": t.get(TAG + "instance", "?"),
                          "solver": t.get(TAG + "solver", "?"), "seed": int(t.get(TAG + "seed", -1)),
                          "budget": t.get(TAG + "budget", ""), "params": run.data.params, **m})

@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 import tempfile
 import time
+from pathlib import Path
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -101,75 +102,130 @@ def execute(task: Task, solver: Solver, budget: Budget, seed: int,
     return evaluation, decision, budgeted.evaluations, bound, budgeted.trace, info
 
 
-def run(spec: RunSpec, tracker: Tracker | None = None,
-        progress: Callable[[float, str], None] | None = None) -> RunResult:
-    """Run one spec; with a tracker, record it as one MLflow run (FAILED on error, never a result)."""
-    task, solver, budget = prepare(spec)
+@dataclass
+class Completed:
+    """Everything one run produced (picklable, so a worker process or Ray task can return it)."""
+
+    result: RunResult
+    evaluation: Evaluation
+    trace: list[float]
+    info: dict
+    task_config: dict
+    solver_config: dict
+    step_metrics: list[tuple[dict, int]] = field(default_factory=list)
+    artifacts: dict[str, bytes] = field(default_factory=dict)
+
+
+def run_tags(spec: RunSpec, task: Task, solver: Solver, budget: Budget) -> tuple[dict, dict]:
+    """(params, tags) of the MLflow run of `spec`."""
     task_cfg = task.config.model_dump(mode="json")
     solver_cfg = solver.config.model_dump(mode="json")
-    inst = instance_id({"task": task.name, **task_cfg})
-    run_id = None
-    if tracker is not None:
-        params = {"task": task.name, "solver": solver.name, "seed": spec.seed,
-                  **{f"task.{k}": v for k, v in task_cfg.items()},
-                  **{f"solver.{k}": v for k, v in solver_cfg.items()},
-                  **{f"budget.{k}": v for k, v in budget.to_dict().items()}}
-        tags = {TAG + "task": task.name, TAG + "solver": solver.name, TAG + "seed": str(spec.seed),
-                TAG + "instance": inst, TAG + "budget": budget.label()}
-        run_id = tracker.start(task.name, solver.name, spec.seed, params, tags)
+    params = {"task": task.name, "solver": solver.name, "seed": spec.seed,
+              **{f"task.{k}": v for k, v in task_cfg.items()},
+              **{f"solver.{k}": v for k, v in solver_cfg.items()},
+              **{f"budget.{k}": v for k, v in budget.to_dict().items()}}
+    tags = {TAG + "task": task.name, TAG + "solver": solver.name, TAG + "seed": str(spec.seed),
+            TAG + "instance": instance_id({"task": task.name, **task_cfg}), TAG + "budget": budget.label()}
+    return params, tags
+
+
+def compute(spec: RunSpec, progress: Callable[[float, str], None] | None = None,
+            log_metrics: Callable[[dict, int], None] | None = None, run_id: str | None = None) -> Completed:
+    """Solve and re-evaluate one spec, without touching the store. Step metrics go to
+    `log_metrics` when given, else they are kept in the result; artifact files are returned as bytes."""
+    task, solver, budget = prepare(spec)
+    _, tags = run_tags(spec, task, solver, budget)
+    buffered: list[tuple[dict, int]] = []
     with tempfile.TemporaryDirectory(prefix="isacbench-") as artifacts:
         reporter = Reporter(progress=progress or (lambda f, t: None),
-                            log_metrics=(lambda m, s: tracker.log_metrics(run_id, m, s)) if tracker else
-                            (lambda m, s: None),
+                            log_metrics=log_metrics or (lambda m, s: buffered.append((dict(m), s))),
                             artifact_dir=artifacts, run_id=run_id)
         start = time.perf_counter()
         try:
             evaluation, decision, n_evals, bound, trace, info = execute(task, solver, budget, spec.seed, reporter)
         except BaseException as e:
-            if tracker is not None:
-                tracker.log_dir(run_id, artifacts)  # checkpoints of an interrupted run stay resumable
-                killed = isinstance(e, KeyboardInterrupt)
-                tracker.finish(run_id, "KILLED" if killed else "FAILED", error=f"{type(e).__name__}: {e}")
+            e.artifacts = _read_files(artifacts)  # checkpoints of an interrupted run stay resumable
             raise
         wall = time.perf_counter() - start
-        result = RunResult(task=task.name, solver=solver.name, seed=spec.seed, objective=float(evaluation.objective),
-                           feasible=bool(evaluation.feasible), violations=dict(evaluation.violations),
-                           metrics={k: float(v) for k, v in evaluation.metrics.items()}, decision=decision,
-                           evaluations=int(n_evals), wall_s=wall, budget=budget.to_dict(), instance=inst,
-                           bound=bound, run_id=run_id, info=_scalars(info))
-        if tracker is not None:
-            try:
-                _record(tracker, result, trace, info, task_cfg, solver_cfg, artifacts, evaluation)
-            except BaseException as e:
-                tracker.finish(run_id, "FAILED", error=f"recording failed: {type(e).__name__}: {e}")
-                raise
-    return result
+        files = _read_files(artifacts)
+    result = RunResult(task=task.name, solver=solver.name, seed=spec.seed, objective=float(evaluation.objective),
+                       feasible=bool(evaluation.feasible), violations=dict(evaluation.violations),
+                       metrics={k: float(v) for k, v in evaluation.metrics.items()}, decision=decision,
+                       evaluations=int(n_evals), wall_s=wall, budget=budget.to_dict(),
+                       instance=tags[TAG + "instance"], bound=bound, run_id=run_id, info=_scalars(info))
+    return Completed(result, evaluation, trace, info, task.config.model_dump(mode="json"),
+                     solver.config.model_dump(mode="json"), buffered, files)
 
 
-def _record(tracker: Tracker, r: RunResult, trace: list[float], info: dict, task_cfg: dict, solver_cfg: dict,
-            artifacts: str, evaluation: Evaluation) -> None:
-    metrics = {"objective": r.objective, "feasible": float(r.feasible), "evaluations": r.evaluations,
-               "wall_s": r.wall_s, **r.metrics, **{f"violation.{k}": v for k, v in r.violations.items()}}
-    if r.bound is not None:
-        metrics["bound"] = r.bound
-    if "frames" in info:
-        metrics["frames"] = info["frames"]
-    if evaluation.objectives is not None:
-        metrics.update({f"objective.{i}": v for i, v in enumerate(evaluation.objectives)})
-    tracker.log_metrics(r.run_id, {k: v for k, v in metrics.items() if _finite(v)})
-    if trace:
-        tracker.log_series(r.run_id, "best_so_far", trace)
-    for key, curve in info.items():
-        if key.startswith("curve:"):
-            tracker.log_series(r.run_id, key[len("curve:"):], list(curve))
-    tracker.log_json(r.run_id, "solution.json", {"decision": r.decision, "evaluation": evaluation.to_dict(),
-                                                 "bound": r.bound, "evaluations": r.evaluations,
-                                                 "info": r.info, "budget": r.budget})
-    tracker.log_json(r.run_id, "config.json", {"task": r.task, "solver": r.solver, "seed": r.seed,
-                                               "task_config": task_cfg, "solver_config": solver_cfg,
-                                               "budget": r.budget, "instance": r.instance})
-    tracker.log_dir(r.run_id, artifacts)
-    tracker.finish(r.run_id, "FINISHED")
+def start_run(tracker: Tracker, spec: RunSpec, parent_run_id: str | None = None) -> str:
+    task, solver, budget = prepare(spec)
+    params, tags = run_tags(spec, task, solver, budget)
+    if parent_run_id:
+        tags["mlflow.parentRunId"] = parent_run_id
+    return tracker.start(task.name, solver.name, spec.seed, params, tags)
+
+
+def run(spec: RunSpec, tracker: Tracker | None = None,
+        progress: Callable[[float, str], None] | None = None) -> RunResult:
+    """Run one spec; with a tracker, record it as one MLflow run (FAILED on error, never a result)."""
+    prepare(spec)
+    if tracker is None:
+        return compute(spec, progress).result
+    run_id = start_run(tracker, spec)
+    try:
+        done = compute(spec, progress, lambda m, s: tracker.log_metrics(run_id, m, s), run_id)
+    except BaseException as e:
+        fail(tracker, run_id, e)
+        raise
+    record(tracker, run_id, done)
+    return done.result
+
+
+def fail(tracker: Tracker, run_id: str, error: BaseException) -> None:
+    """Mark a run FAILED (KILLED on Ctrl-C) with the error, keeping its artifact files."""
+    tracker.log_files(run_id, getattr(error, "artifacts", {}))
+    status = "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"
+    tracker.finish(run_id, status, error=f"{type(error).__name__}: {error}")
+
+
+def record(tracker: Tracker, run_id: str, done: Completed) -> None:
+    """Log a completed run's metrics, curves and artifacts, then mark it FINISHED (last)."""
+    r, info = done.result, done.info
+    r.run_id = run_id
+    try:
+        for metrics, step in done.step_metrics:
+            tracker.log_metrics(run_id, metrics, step)
+        metrics = {"objective": r.objective, "feasible": float(r.feasible), "evaluations": r.evaluations,
+                   "wall_s": r.wall_s, **r.metrics, **{f"violation.{k}": v for k, v in r.violations.items()}}
+        if r.bound is not None:
+            metrics["bound"] = r.bound
+        if "frames" in info:
+            metrics["frames"] = info["frames"]
+        if done.evaluation.objectives is not None:
+            metrics.update({f"objective.{i}": v for i, v in enumerate(done.evaluation.objectives)})
+        tracker.log_metrics(run_id, {k: v for k, v in metrics.items() if _finite(v)})
+        if done.trace:
+            tracker.log_series(run_id, "best_so_far", done.trace)
+        for key, curve in info.items():
+            if key.startswith("curve:"):
+                tracker.log_series(run_id, key[len("curve:"):], list(curve))
+        tracker.log_json(run_id, "solution.json", {"decision": r.decision, "evaluation": done.evaluation.to_dict(),
+                                                   "bound": r.bound, "evaluations": r.evaluations,
+                                                   "info": r.info, "budget": r.budget})
+        tracker.log_json(run_id, "config.json", {"task": r.task, "solver": r.solver, "seed": r.seed,
+                                                 "task_config": done.task_config,
+                                                 "solver_config": done.solver_config,
+                                                 "budget": r.budget, "instance": r.instance})
+        tracker.log_files(run_id, done.artifacts)
+    except BaseException as e:
+        tracker.finish(run_id, "FAILED", error=f"recording failed: {type(e).__name__}: {e}")
+        raise
+    tracker.finish(run_id, "FINISHED")
+
+
+def _read_files(directory: str) -> dict[str, bytes]:
+    root = Path(directory)
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def _finite(v: Any) -> bool:

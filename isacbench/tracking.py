@@ -113,10 +113,18 @@ class Tracker:
             path.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_jsonable))
             self.client.log_artifact(run_id, str(path))
 
-    def log_dir(self, run_id: str, directory: str | Path) -> None:
-        directory = Path(directory)
-        if directory.is_dir() and any(directory.iterdir()):
-            self.client.log_artifacts(run_id, str(directory))
+    def log_files(self, run_id: str, files: Mapping[str, bytes]) -> None:
+        """Log artifact files given as relative path -> content."""
+        if not files:
+            return
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as d:
+            for rel, content in files.items():
+                path = Path(d) / rel
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(content)
+            self.client.log_artifacts(run_id, d)
 
     def finish(self, run_id: str, status: str = "FINISHED", error: str | None = None) -> None:
         if error:

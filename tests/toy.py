@@ -5,8 +5,8 @@ with x in 0..5 (integer), y in [0, 1] (real), c in {a, b}; optimum x=3, y=0.5, c
 """
 from pydantic import Field
 
-from isacbench.api import (Budget, Categorical, Evaluation, Integer, Problem, Real, Solution, Solver, Space, Task,
-                           TaskConfig)
+from isacbench.api import (Budget, Categorical, Evaluation, Integer, Problem, Profile, Real, Solution, Solver, Space,
+                           Task, TaskConfig)
 
 BONUS = {"a": 0.0, "b": 0.25}
 
@@ -54,3 +54,25 @@ class OtherTaskSolver(Solver):
 
     def solve(self, problem, budget, rng):
         return Solution(decision=problem.space.sample(rng))
+
+
+class FlakySolver(Solver):
+    """Fails while $TOY_FAIL is set (to test that sweeps rerun FAILED runs); sleeps $TOY_SLEEP seconds."""
+    name = "flaky"
+
+    def solve(self, problem, budget, rng):
+        import os
+        import time
+
+        time.sleep(float(os.environ.get("TOY_SLEEP", "0")))
+        if os.environ.get("TOY_FAIL"):
+            raise RuntimeError("flaky failure")
+        return Solution(decision=problem.space.sample(rng))
+
+
+ToyTask.profiles = classmethod(lambda cls: {
+    "quick": Profile(budget=Budget(evaluations=50), budgets={"exhaustive": Budget(evaluations=200)},
+                     solvers=("random", "exhaustive"), seeds=(0, 1, 2)),
+    "paper": Profile(instances=({}, {"capacity": 2.0}), budget=Budget(evaluations=100),
+                     solvers=("random",), seeds=(0, 1)),
+})

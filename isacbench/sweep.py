@@ -1,0 +1,171 @@
+"""Sweeps: tasks x solvers x seeds under a task's benchmark profile.
+
+Workers (a local process pool, or Ray) only compute; the parent process records
+every finished run to MLflow, so the store has one writer, and a run is marked
+FINISHED only after all its results are logged. A sweep is one MLflow parent run
+per task; re-running it skips (task, instance, solver, seed, budget) combinations
+already FINISHED and reruns the rest (FAILED, KILLED, missing).
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Iterator
+
+from . import registry
+from .api import UserError
+from .runner import Completed, RunSpec, compute, fail, prepare, record, run_tags, start_run
+from .tracking import TAG, Tracker
+
+Key = tuple[str, str, str, int, str]
+
+
+@dataclass
+class SweepReport:
+    done: list[Completed] = field(default_factory=list)
+    skipped: list[RunSpec] = field(default_factory=list)
+    failed: list[tuple[RunSpec, str]] = field(default_factory=list)
+
+
+def plan(tasks: Iterable[str], solvers: Iterable[str] | None, seeds: Iterable[int] | None,
+         profile: str) -> list[RunSpec]:
+    """Expand a sweep into validated run specs (raises UserError before anything runs)."""
+    specs = []
+    for task_name in tasks:
+        task_cls = registry.load("task", task_name)
+        profiles = task_cls.profiles()
+        if profile not in profiles:
+            raise UserError(f"task {task_cls.name!r} has no profile {profile!r}; available: {', '.join(profiles)}")
+        prof = profiles[profile]
+        names = list(solvers) if solvers else list(prof.solvers or
+                                                    [n for n, s in registry.load_all("solver")[0].items()
+                                                     if s.supports(task_cls)])
+        for solver in names:
+            registry.check_pair(task_cls, registry.load("solver", solver))
+            for instance in prof.instances:
+                for seed in (list(seeds) if seeds is not None else prof.seeds):
+                    specs.append(RunSpec(task_name, solver, seed, dict(instance), {}, prof.budget_for(solver)))
+    for spec in specs:
+        prepare(spec)
+    return specs
+
+
+def key(spec: RunSpec) -> Key:
+    task, solver, budget = prepare(spec)
+    _, tags = run_tags(spec, task, solver, budget)
+    return task.name, tags[TAG + "instance"], solver.name, spec.seed, budget.label()
+
+
+def finished_keys(tracker: Tracker, task: str) -> set[Key]:
+    exp = tracker.experiment(task)
+    keys, token = set(), None
+    while True:
+        page = tracker.client.search_runs([exp], filter_string="attributes.status = 'FINISHED'",
+                                          max_results=1000, page_token=token)
+        for r in page:
+            t = r.data.tags
+            if TAG + "seed" in t:
+                keys.add((t[TAG + "task"], t[TAG + "instance"], t[TAG + "solver"], int(t[TAG + "seed"]),
+                          t[TAG + "budget"]))
+        token = page.token
+        if not token:
+            return keys
+
+
+def _compute_job(spec: RunSpec) -> Completed:
+    return compute(spec)
+
+
+def local_executor(specs: list[RunSpec], workers: int) -> Iterator[tuple[RunSpec, Completed | BaseException]]:
+    """Yield (spec, result or error) as runs complete, in a process pool (inline for 1 worker)."""
+    if workers <= 1:
+        for spec in specs:
+            try:
+                yield spec, compute(spec)
+            except Exception as e:  # noqa: BLE001 - recorded as a FAILED run
+                yield spec, e
+        return
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # one core per worker
+    ctx = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+    try:
+        pending: dict[Future, RunSpec] = {pool.submit(_compute_job, s): s for s in specs}
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in done:
+                spec = pending.pop(fut)
+                err = fut.exception()
+                yield spec, err if err is not None else fut.result()
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def ray_executor(specs: list[RunSpec], workers: int, address: str | None
+                 ) -> Iterator[tuple[RunSpec, Completed | BaseException]]:
+    """The same jobs as Ray tasks, on a cluster at `address` or a local Ray instance."""
+    try:
+        import ray
+    except ImportError:
+        raise UserError("the ray executor needs Ray: pip install 'isacbench[ray]'") from None
+    if not ray.is_initialized():
+        kwargs = {"address": address} if address else {"num_cpus": max(workers, 1)}
+        ray.init(include_dashboard=False, ignore_reinit_error=True, log_to_driver=False, **kwargs)
+    remote = ray.remote(num_cpus=1)(_compute_job)
+    pending = {remote.remote(s): s for s in specs}
+    try:
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            for ref in ready:
+                spec = pending.pop(ref)
+                try:
+                    yield spec, ray.get(ref)
+                except Exception as e:  # noqa: BLE001 - a failed task is recorded as FAILED
+                    yield spec, getattr(e, "cause", None) or e
+    finally:
+        for ref in pending:
+            ray.cancel(ref, force=True)
+
+
+def sweep(specs: list[RunSpec], tracker: Tracker, profile: str, executor: str = "local", workers: int = 1,
+          address: str | None = None, progress: Callable[[int, int, str], None] | None = None) -> SweepReport:
+    """Run the specs not yet FINISHED in the store and record each result as it arrives."""
+    report = SweepReport()
+    done_keys: set[Key] = set()
+    for task in sorted({prepare(s)[0].name for s in specs}):
+        done_keys |= finished_keys(tracker, task)
+    todo = []
+    for spec in specs:
+        (report.skipped if key(spec) in done_keys else todo).append(spec)
+    parents = {}
+    for task in sorted({prepare(s)[0].name for s in todo}):
+        parents[task] = tracker.client.create_run(
+            tracker.experiment(task), run_name=f"sweep.{profile}.{time.strftime('%Y%m%d-%H%M%S')}",
+            tags={TAG + "sweep": profile, TAG + "executor": executor}).info.run_id
+    progress = progress or (lambda i, n, text: None)
+    progress(0, len(todo), f"{len(report.skipped)} already finished")
+    jobs = ray_executor(todo, workers, address) if executor == "ray" else local_executor(todo, workers)
+    try:
+        for spec, outcome in jobs:
+            parent = parents[prepare(spec)[0].name]
+            run_id = start_run(tracker, spec, parent)
+            if isinstance(outcome, BaseException):
+                fail(tracker, run_id, outcome)
+                report.failed.append((spec, f"{type(outcome).__name__}: {outcome}"))
+            else:
+                record(tracker, run_id, outcome)
+                report.done.append(outcome)
+            n = len(report.done) + len(report.failed)
+            progress(n, len(todo), f"{spec.solver} seed {spec.seed}: "
+                     + ("FAILED" if isinstance(outcome, BaseException) else f"{outcome.result.objective:.5g}"))
+    except BaseException:
+        for run_id in parents.values():
+            tracker.finish(run_id, "KILLED", error="sweep interrupted")
+        raise
+    for run_id in parents.values():
+        tracker.log_metrics(run_id, {"runs_finished": len(report.done), "runs_failed": len(report.failed),
+                                     "runs_skipped": len(report.skipped)})
+        tracker.finish(run_id, "FAILED" if report.failed else "FINISHED")
+    return report

@@ -52,3 +52,26 @@ def test_runs_are_recorded_on_a_real_mlflow_server(mlflow_server, workdir):
     assert {"solution.json", "config.json"} <= {a.path for a in client.list_artifacts(runs[0].info.run_id)}
     board = cli(["leaderboard", "--task", "toy:ToyTask", "--tracking-uri", mlflow_server, "--out", "lb"], workdir)
     assert board.returncode == 0 and (workdir / "lb" / "toy.csv").exists(), board.stderr
+
+
+def test_ui_serves_the_local_store_on_loopback(workdir):
+    assert cli(["run", "--task", "toy:ToyTask", "--solver", "random"], workdir).returncode == 0
+    port = free_port()
+    import os
+    proc = subprocess.Popen([sys.executable, "-c", "from isacbench.cli import main; main()", "ui", "--port", str(port)],
+                            cwd=workdir, env={**os.environ, "PYTHONPATH": str(workdir)},
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                if requests.get(url + "/health", timeout=2).ok:
+                    break
+            except requests.RequestException:
+                time.sleep(0.5)
+        exp = MlflowClient(tracking_uri=url).get_experiment_by_name("isacbench/toy")
+        assert exp is not None and len(MlflowClient(tracking_uri=url).search_runs([exp.experiment_id])) == 1
+    finally:
+        os.killpg(proc.pid, 15)
+        proc.wait(timeout=30)

@@ -90,12 +90,15 @@ def progress_bar(enabled: bool = True) -> Iterator[Progress]:
 def list_cmd() -> None:
     """Tasks and solvers, a line each, and which pairs are supported."""
     (tasks, broken_tasks), (solvers, broken_solvers) = registry.load_all("task"), registry.load_all("solver")
-    out.print("[bold]Tasks[/]")
-    for name, t in tasks.items():
-        out.print(f"  {name:<16} {t.kind:<10} {t.description}", highlight=False)
-    out.print("[bold]Solvers[/]")
-    for name, s in solvers.items():
-        out.print(f"  {name:<16} {s.description}", highlight=False)
+    for title, entries, extra in (("Tasks", tasks, lambda c: c.kind),
+                                  ("Solvers", solvers, lambda c: "+".join(sorted(c.kinds)))):
+        listing = Table(title=title, box=None, show_header=False, title_justify="left", pad_edge=False)
+        listing.add_column("name", style="bold", no_wrap=True, min_width=16)
+        listing.add_column("kind", no_wrap=True, min_width=17)
+        listing.add_column("description", no_wrap=True, overflow="ellipsis")
+        for name, cls in entries.items():
+            listing.add_row(name, extra(cls), cls.description)
+        out.print(listing)
     table = Table(title="Supported pairs (task x solver)")
     table.add_column("solver")
     for t in tasks:

@@ -90,6 +90,8 @@ def execute(task: Task, solver: Solver, budget: Budget, seed: int,
         bound, info = solution.bound, dict(solution.info)
     except BudgetExhausted:
         decision, bound, info = best_or_sample(budgeted, rng), None, {"stopped": "budget exhausted"}
+    if not isinstance(decision, Mapping):
+        raise RuntimeError(f"solver {solver.name!r} returned no decision (got {decision!r})")
     try:
         decision = problem.space.check(decision)
     except UserError as e:

@@ -1,0 +1,57 @@
+"""The ENT paper's non-learning baselines (Sec. VI), acting on ent-usr frame problems:
+MRT beams (codebook MRT) and equal power per service, with a fixed topology rule."""
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+
+from isacbench.api import Budget, Problem, Solution, Solver, UserError
+
+
+def _frame_problem(problem: Problem, solver: str):
+    if not hasattr(problem, "rule"):
+        raise UserError(f"solver {solver!r} acts on ent-usr frame problems only")
+    return problem
+
+
+class _MRTRule(Solver):
+    tasks: ClassVar[frozenset[str]] = frozenset({"ent-usr"})
+    kinds: ClassVar[frozenset[str]] = frozenset({"sequential"})
+
+    def topology(self, prob, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """(fed (M, K+Q) bool, group (M,) int)."""
+        raise NotImplementedError
+
+    def solve(self, problem: Problem, budget: Budget, rng: np.random.Generator) -> Solution:
+        prob = _frame_problem(problem, self.name)
+        fed, group = self.topology(prob, rng)
+        return Solution(decision=prob.rule(fed, group))
+
+
+class RandomMRT(_MRTRule):
+    name = "random-mrt"
+    description = "Random-MRT (ENT paper): random local/federated classification, random CFN grouping, MRT, equal power"
+
+    def topology(self, prob, rng):
+        p = prob.p
+        fed = rng.integers(0, 2, size=(p.M, p.K + p.Q)).astype(bool)
+        return fed, rng.integers(0, p.R, size=p.M)
+
+
+class CcnMRT(_MRTRule):
+    name = "ccn-mrt"
+    description = "CCN-only with MRT: every service local, each CCN on its own subband, equal power"
+
+    def topology(self, prob, rng):
+        p = prob.p
+        return np.zeros((p.M, p.K + p.Q), bool), prob.contiguous_groups()
+
+
+class CfnMRT(_MRTRule):
+    name = "cfn-mrt"
+    description = "CFN-only with MRT: every service federated, CCNs grouped into R contiguous CFNs, equal power"
+
+    def topology(self, prob, rng):
+        p = prob.p
+        return np.ones((p.M, p.K + p.Q), bool), prob.contiguous_groups()

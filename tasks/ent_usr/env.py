@@ -1,0 +1,210 @@
+"""Batched multi-agent ENT environment (isacbench.multiagent.MultiAgentEnv contract).
+
+A frame is played in three stages: ("lcp",) then ("lpb", "fg") then ("fpb",); `end_frame`
+returns the shared reward r_n = log U[n] - log S[n] (eq. 75). Arrays are (B, n_agents, size).
+
+Roles and heads (eq. 56-68); powers are projected onto each AP's budget simplex (eq. 16-17),
+services an AP does not serve get zero power, and CFN sizes are repaired to |S_r| <= M_max (eq. 52):
+  lcp (M agents, CCN m):  classify  bernoulli   K+Q        1 = federated (eq. 57-58)
+                          power     continuous  A          P_a^L / P_max (eq. 59)
+                          bandwidth continuous  1          B_m^L / B, rounded (eq. 60)
+  lpb (M agents, CCN m):  power     continuous  A(K+Q)     raw shares of P_a^L, [a][users, targets] (eq. 62a, 63a)
+                          beam      categorical A(K+Q)     index into Theta, n_angles classes (eq. 62b, 63b)
+  fg  (1 agent, CPU):     group     categorical M          CFN of each CCN, R classes (eq. 64-65)
+  fpb (R agents, CFN r):  power     continuous  MA(MK+MQ)  raw shares of P_a^F, [AP a][all users, all targets]
+                                                           (eq. 67a, 68a)
+                          beam      categorical MA(MK+MQ)  index into Theta (eq. 67b, 68b)
+                          (entries of APs outside CFN r are ignored)
+
+Observations (float32), all features scaled to O(1):
+  lcp_m (eq. 70): user xy / area (2K) | AP xy / area (2A) | per (a, k) of the cell, Phase-I estimate
+        on subband m: [log10(|h_hat|^2 P_max / (B sigma)), h_hat/|h_hat| real (N), imag (N),
+        log10(delta P_max / (B sigma))] (A K (2N+2)) | per target: [predicted state G x_hat[n-1]
+        (xy / area, v / v_max), log10 diag(J_q[n-1]^{-1})] (8Q) | cell centre / area (2)
+  lpb_m (eq. 71): lcp_m | LCP_m's action: classify (K+Q), power (A), bandwidth (1)
+  fg (eq. 72): the M reported states s_m^F (eq. 74), each: channel features of federated users
+        (A K (2N+2), zero for local ones) | target features of federated targets (8Q) |
+        P_a^F / P_max (A) | federation flags (K+Q) | B_m^F / B (1) | cell centre / area (2)
+  fpb_r (eq. 73): the M reported states, zeroed for CCNs outside S_r | FG's grouping one-hot (M R) |
+        one-hot of r (R)
+state(): all lcp observations | the fg observation (zero before LCP acts) | stage one-hot (3).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from isacbench.api import UserError
+from isacbench.multiagent import Head, RoleSpec
+
+from . import actions as act
+from . import channels, layout, model, sensing
+from .config import Params
+
+STAGES = (("lcp",), ("lpb", "fg"), ("fpb",))
+
+
+class EntUsrEnv:
+    """Batched ENT environment; randomness comes from one numpy Generator per `reset(seed)` and
+    its draws do not depend on the actions, so every policy sees the same channels and targets."""
+
+    stages = STAGES
+
+    def __init__(self, p: Params, base: layout.Layout, num_envs: int, seed: int | None = None):
+        self.p, self.base, self.num_envs = p, base, int(num_envs)
+        self.frames_per_episode = p.frames
+        self.G, self.E = sensing.transition(p)
+        nk, nq = p.K + p.Q, p.MK + p.MQ
+        self.ch_dim = p.A * p.K * (2 * p.N + 2)
+        self.lcp_dim = 2 * p.K + 2 * p.A + self.ch_dim + 8 * p.Q + 2
+        self.rep_dim = self.ch_dim + 8 * p.Q + p.A + nk + 1 + 2
+        angle = dict(classes=p.n_angles)
+        self.roles = {
+            "lcp": RoleSpec("lcp", p.M, self.lcp_dim, (Head("classify", "bernoulli", nk),
+                                                       Head("power", "continuous", p.A),
+                                                       Head("bandwidth", "continuous", 1))),
+            "lpb": RoleSpec("lpb", p.M, self.lcp_dim + nk + p.A + 1,
+                            (Head("power", "continuous", p.A * nk), Head("beam", "categorical", p.A * nk, **angle))),
+            "fg": RoleSpec("fg", 1, p.M * self.rep_dim, (Head("group", "categorical", p.M, classes=p.R),)),
+            "fpb": RoleSpec("fpb", p.R, p.M * self.rep_dim + p.M * p.R + p.R,
+                            (Head("power", "continuous", p.MA * nq), Head("beam", "categorical", p.MA * nq, **angle))),
+        }
+        self.state_dim = p.M * self.lcp_dim + p.M * self.rep_dim + len(STAGES)
+        self.reset(seed)
+
+    # ------------------------------------------------------------------ episode
+    def reset(self, seed: int | None = None) -> None:
+        p, n = self.p, self.num_envs
+        self.rng = np.random.default_rng(np.random.SeedSequence(seed))
+        self.ap = layout.perturb(self.base.ap, p, n, self.rng)
+        self.users = layout.perturb(self.base.users, p, n, self.rng)
+        self.lam = channels.large_scale(self.ap, self.users, p.fc)
+        theta = channels.bearing(self.ap, self.users)
+        self.h_prev = channels.init_channel(self.lam, theta, p, self.rng)  # eq. 2
+        pos = layout.perturb(self.base.targets, p, n, self.rng)
+        speed = self.rng.uniform(p.v_min, p.v_max, size=(n, p.MQ))
+        heading = self.rng.uniform(-np.pi, np.pi, size=(n, p.MQ))
+        self.x = np.concatenate([pos, (speed[..., None] * np.stack([np.cos(heading), np.sin(heading)], -1))], -1)
+        std = np.array([p.prior_pos_std] * 2 + [p.prior_vel_std] * 2)
+        self.J = np.broadcast_to(np.diag(1.0 / std**2), (n, p.MQ, 4, 4)).copy()  # J_q[0]
+        self.x_hat = self.x + self.rng.standard_normal(self.x.shape) * std
+        self.frame = 0
+        self._begin_frame()
+
+    def _begin_frame(self) -> None:
+        p, n = self.p, self.num_envs
+        self.h = channels.evolve(self.h_prev, self.lam, p.rho, self.rng)  # eq. 1
+        self.x = sensing.move(self.x, self.G, self.E, self.rng)  # eq. 4
+        self.pilot_noise = channels.cn(self.rng, self.h.shape)
+        self.z = self.rng.standard_normal((n, p.MQ, 4))
+        self.x_pred = self.x_hat @ self.G.T  # Remark 4
+        self.stage = 0
+        self.actions: dict[str, dict[str, np.ndarray]] = {}
+        self.decision: model.Decision | None = None
+        blk = model._diag_blocks  # Phase-I estimates: users of cell m at its APs on subband m, D = B D~
+        lam = blk(self.lam[..., None].repeat(p.M, -1), p)
+        h_hat, delta = channels.mmse_estimate(blk(self.h, p), blk(self.h_prev, p), lam, float(p.B * p.D_ce),
+                                              blk(self.pilot_noise, p), p)
+        self._obs_lcp = self._lcp_features(h_hat, delta)
+
+    def frame_state(self) -> model.FrameState:
+        return model.FrameState(ap=self.ap, users=self.users, lam=self.lam, h=self.h, h_prev=self.h_prev,
+                                pilot_noise=self.pilot_noise, x_true=self.x, x_pred=self.x_pred, J_prev=self.J)
+
+    # ------------------------------------------------------------- observations
+    def _lcp_features(self, hl: np.ndarray, dl: np.ndarray) -> np.ndarray:
+        p, n = self.p, self.num_envs
+        scale = p.P_max / (p.B * p.noise)
+        norm = np.linalg.norm(hl, axis=-1)
+        unit = hl / np.maximum(norm, 1e-300)[..., None]
+        ch = np.concatenate([np.log10(np.maximum(norm**2 * scale, 1e-30))[..., None], unit.real, unit.imag,
+                             np.log10(np.maximum(dl * scale, 1e-30))[..., None]], axis=-1)  # (n, M, A, K, 2N+2)
+        self._ch = ch
+        self._tgt = self._target_features()  # (n, M, Q, 8)
+        return np.concatenate([
+            self.users.reshape(n, p.M, 2 * p.K) / p.area, self.ap.reshape(n, p.M, 2 * p.A) / p.area,
+            ch.reshape(n, p.M, -1), self._tgt.reshape(n, p.M, -1),
+            np.broadcast_to(self.base.centers / p.area, (n, p.M, 2))], axis=-1).astype(np.float32)
+
+    def _target_features(self) -> np.ndarray:
+        p, n = self.p, self.num_envs
+        xp = self.x_pred / np.array([p.area, p.area, p.v_max, p.v_max])
+        var = np.diagonal(np.linalg.inv(self.J), axis1=-2, axis2=-1)
+        return np.concatenate([xp, np.log10(np.maximum(var, 1e-30))], -1).reshape(n, p.M, p.Q, 8)
+
+    def _reported(self) -> np.ndarray:
+        """s_m^F of eq. 74, (n, M, rep_dim); needs LCP's action."""
+        p, n = self.p, self.num_envs
+        lcp = self.actions["lcp"]
+        cls = np.asarray(lcp["classify"]).reshape(n, p.M, p.K + p.Q) > 0.5
+        ch = self._ch * cls[:, :, None, : p.K, None]
+        tgt = self._tgt * cls[:, :, p.K:, None]
+        p_fed = 1.0 - np.clip(np.asarray(lcp["power"], float).reshape(n, p.M, p.A), 0, 1)
+        b_fed = 1.0 - np.rint(np.clip(np.asarray(lcp["bandwidth"], float).reshape(n, p.M, 1), 0, 1) * p.B) / p.B
+        return np.concatenate([ch.reshape(n, p.M, -1), tgt.reshape(n, p.M, -1), p_fed, cls.astype(float), b_fed,
+                               np.broadcast_to(self.base.centers / p.area, (n, p.M, 2))], axis=-1).astype(np.float32)
+
+    def _require(self, stage: int, role: str) -> None:
+        if self.stage < stage:
+            raise UserError(f"role {role!r} observes at stage {stage}, the frame is at stage {self.stage}")
+
+    def observe(self, role: str) -> np.ndarray:
+        p, n = self.p, self.num_envs
+        if role == "lcp":
+            return self._obs_lcp
+        if role == "lpb":
+            self._require(1, role)
+            lcp = self.actions["lcp"]
+            extra = np.concatenate([np.asarray(lcp["classify"], float).reshape(n, p.M, -1),
+                                    np.clip(np.asarray(lcp["power"], float).reshape(n, p.M, -1), 0, 1),
+                                    np.clip(np.asarray(lcp["bandwidth"], float).reshape(n, p.M, 1), 0, 1)], -1)
+            return np.concatenate([self._obs_lcp, extra.astype(np.float32)], -1)
+        if role == "fg":
+            self._require(1, role)
+            return self._reported().reshape(n, 1, -1)
+        if role == "fpb":
+            self._require(2, role)
+            group = act.repair_groups(np.asarray(self.actions["fg"]["group"]).reshape(n, p.M), p)
+            onehot = group[..., None] == np.arange(p.R)  # (n, M, R)
+            rep = self._reported()[:, None] * onehot.transpose(0, 2, 1)[..., None]  # (n, R, M, rep)
+            tail = np.concatenate([np.broadcast_to(onehot.reshape(n, 1, -1), (n, p.R, p.M * p.R)),
+                                   np.broadcast_to(np.eye(p.R), (n, p.R, p.R))], -1)
+            return np.concatenate([rep.reshape(n, p.R, -1), tail], -1).astype(np.float32)
+        raise UserError(f"unknown role {role!r}; roles: {', '.join(self.roles)}")
+
+    def state(self) -> np.ndarray:
+        p, n = self.p, self.num_envs
+        fg = self._reported().reshape(n, -1) if self.stage >= 1 else np.zeros((n, p.M * self.rep_dim), np.float32)
+        stage = np.broadcast_to(np.eye(len(STAGES), dtype=np.float32)[min(self.stage, 2)], (n, len(STAGES)))
+        return np.concatenate([self._obs_lcp.reshape(n, -1), fg, stage], -1)
+
+    # ------------------------------------------------------------------ actions
+    def act(self, actions: dict[str, dict[str, np.ndarray]]) -> None:
+        if self.stage >= len(STAGES):
+            raise UserError("all stages of this frame have acted; call end_frame()")
+        for role in STAGES[self.stage]:
+            if role not in actions:
+                raise UserError(f"stage {self.stage} needs actions of role {role!r}")
+            self.actions[role] = {h: np.asarray(v) for h, v in actions[role].items()}
+        self.stage += 1
+
+    def set_decision(self, decision: model.Decision) -> None:
+        """Apply a full decision for this frame (per-frame optimizers), bypassing the stages."""
+        self.decision = decision
+        self.stage = len(STAGES)
+
+    def end_frame(self) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        if self.stage < len(STAGES):
+            raise UserError(f"end_frame() at stage {self.stage}: every stage must act first")
+        d = self.decision if self.decision is not None else act.decode(self.p, self.actions)
+        out = model.evaluate(self.p, self.frame_state(), d)
+        self.last = out
+        self.last_decision = d
+        self.x_hat = sensing.kalman_update(self.x_pred, out["J_pred"], out["J"], out["F"], self.x, self.z)
+        self.J = out["J"]
+        self.h_prev = self.h
+        self.frame += 1
+        done = self.frame >= self.frames_per_episode
+        if not done:
+            self._begin_frame()
+        metrics = {k: out[k] for k in ("usr", "utility", "signaling", "utility_comm", "utility_sense")}
+        return out["reward"], np.full(self.num_envs, done), metrics

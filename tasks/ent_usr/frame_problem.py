@@ -1,0 +1,80 @@
+"""The static decision of one frame as an isacbench Problem, for centralized, genie-aided
+per-frame optimizers (random, optuna, polyblock, convex, the MRT baselines).
+
+Decision variables (compact parametrization of eq. 47-51; beams are codebook MRT):
+  fed_{m}_{j}  Integer 0..1    service j of CCN m (users 0..K-1, then targets) is federated (eq. 57-58)
+  bl_{m}       Integer 0..B    dedicated subcarriers B_m^L (eq. 60)
+  pl_{a}       Real [0, 1]     P_a^L / P_max (eq. 59)
+  grp_{m}      Integer 0..R-1  CFN of CCN m (eq. 65); feasible iff every |S_r| <= M_max (eq. 52)
+  wl_{a}, wf_{a} Real [0, 1]   sensing weight of AP a in the L / F regime: each served user gets a
+                               share proportional to 1 - w, each served target to w (0.5 = equal power)
+The objective is the frame's USR (eq. 42) computed with the estimated CSI of the frame."""
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+
+from isacbench.api import Evaluation, Integer, Problem, Real, Space
+
+from . import actions as act
+from . import model
+from .config import Params
+
+
+class EntUsrFrameProblem(Problem):
+    def __init__(self, p: Params, state: model.FrameState, label: str = ""):
+        self.p, self.state, self.label = p, state, label
+        nk = p.K + p.Q
+        self.space = Space(
+            tuple(Integer(f"fed_{m}_{j}", 0, 1) for m in range(p.M) for j in range(nk))
+            + tuple(Integer(f"bl_{m}", 0, p.B) for m in range(p.M))
+            + tuple(Real(f"pl_{a}", 0.0, 1.0) for a in range(p.MA))
+            + tuple(Integer(f"grp_{m}", 0, p.R - 1) for m in range(p.M))
+            + tuple(Real(f"wl_{a}", 0.0, 1.0) for a in range(p.MA))
+            + tuple(Real(f"wf_{a}", 0.0, 1.0) for a in range(p.MA)))
+
+    # -------------------------------------------------------------- conversions
+    def to_decision(self, x: Mapping, repair: bool = True) -> model.Decision:
+        """The full (batch-1) Decision of a point of the space."""
+        p = self.p
+        nk = p.K + p.Q
+        fed = np.array([[x[f"fed_{m}_{j}"] for j in range(nk)] for m in range(p.M)], dtype=bool)
+        vec = lambda name, n: np.array([[x[f"{name}_{i}"] for i in range(n)]], dtype=float)  # noqa: E731
+        group = np.array([[int(x[f"grp_{m}"]) for m in range(p.M)]])
+        d = act.rule_decision(p, fed[None, :, : p.K].reshape(1, p.MK), fed[None, :, p.K:].reshape(1, p.MQ),
+                              vec("bl", p.M).astype(np.int64), vec("pl", p.MA) * p.P_max, group,
+                              vec("wl", p.MA), vec("wf", p.MA), repair=repair)
+        return d
+
+    def rule(self, fed: np.ndarray, group: np.ndarray) -> dict:
+        """The baselines' decision for classification fed (M, K+Q) and grouping (M,): each CCN keeps
+        the share of its subcarriers and of its APs' power that its local services make of all its
+        services, codebook-MRT beams and equal power per service (w = 0.5)."""
+        p = self.p
+        n_loc = (~np.asarray(fed, bool)).sum(axis=1)
+        x = {f"fed_{m}_{j}": int(fed[m, j]) for m in range(p.M) for j in range(p.K + p.Q)}
+        x.update({f"bl_{m}": int(round(p.B * n_loc[m] / (p.K + p.Q))) for m in range(p.M)})
+        x.update({f"pl_{a}": float(n_loc[a // p.A] / (p.K + p.Q)) for a in range(p.MA)})
+        x.update({f"grp_{m}": int(group[m]) for m in range(p.M)})
+        x.update({f"{w}_{a}": 0.5 for w in ("wl", "wf") for a in range(p.MA)})
+        return x
+
+    def contiguous_groups(self) -> np.ndarray:
+        """CCN m -> CFN floor(m R / M): R blocks of consecutive (row-major, adjacent) CCNs."""
+        return (np.arange(self.p.M) * self.p.R) // self.p.M
+
+    # -------------------------------------------------------------- evaluation
+    def cfn_excess(self, x: Mapping) -> float:
+        """Number of CCNs beyond M_max in over-full CFNs (eq. 52); 0 when feasible."""
+        sizes = np.bincount([int(x[f"grp_{m}"]) for m in range(self.p.M)], minlength=self.p.R)
+        return float(np.maximum(sizes - self.p.M_max, 0).sum())
+
+    def evaluate(self, x: Mapping) -> Evaluation:
+        x = self.space.check(x)
+        d = self.to_decision(x, repair=False)
+        excess = self.cfn_excess(x)
+        out = model.evaluate(self.p, self.state, d)
+        metrics = {k: float(out[k][0]) for k in ("usr", "utility", "signaling", "utility_comm", "utility_sense")}
+        return Evaluation(objective=metrics["usr"], feasible=excess == 0,
+                          violations={"cfn_size": excess} if excess else {}, metrics=metrics)

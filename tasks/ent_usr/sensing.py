@@ -1,0 +1,121 @@
+"""Target mobility (eq. 4-6), cascaded radar channel, FIM (eq. 27-34), Bayesian FIM (eq. 35-36)
+and sensing errors (eq. 37-38). States are [x, y, vx, vy]."""
+from __future__ import annotations
+
+import numpy as np
+
+from .config import C0, Params
+
+
+def transition(p: Params) -> tuple[np.ndarray, np.ndarray]:
+    """G = [[1, T],[0, 1]] (x) I_2 and E = delta_q [[T^3/3, T^2/2],[T^2/2, T]] (x) I_2 (eq. 5)."""
+    t = p.Tbar
+    G = np.kron(np.array([[1.0, t], [0.0, 1.0]]), np.eye(2))
+    E = p.delta_q * np.kron(np.array([[t**3 / 3, t**2 / 2], [t**2 / 2, t]]), np.eye(2))
+    return G, E
+
+
+def move(x: np.ndarray, G: np.ndarray, E: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """x[n] = G x[n-1] + eps, eps ~ N(0, E) (eq. 4); x (..., 4)."""
+    noise = rng.standard_normal(x.shape) @ np.linalg.cholesky(E).T
+    return x @ G.T + noise
+
+
+def geometry(ap: np.ndarray, x: np.ndarray, fc: float):
+    """Delay / Doppler gradients of the cascaded path AP a' -> target q -> AP a (eq. 6a-6b).
+
+    ap: (B, MA, 2); x: (B, MQ, 4). Returns, for every (a, q): distance d (B, MA, MQ), and the
+    per-leg contributions to the gradients w.r.t. [x, y, vx, vy]:
+      tau_leg (B, MA, MQ, 4) = d/dx of d_aq / c_o,
+      f_leg   (B, MA, MQ, 4) = d/dx of fc v.(x_a - x_q) / (c_o d_aq).
+    The gradient of tau_{aa'q} (f_{aa'q}) is tau_leg[a] + tau_leg[a'] (f_leg[a] + f_leg[a']):
+    the sum in eq. 6 runs over the two legs, so a monostatic pair a = a' counts its leg twice."""
+    diff = x[:, None, :, :2] - ap[:, :, None, :]  # x_q - x_a
+    d = np.maximum(np.linalg.norm(diff, axis=-1), 1.0)
+    u = diff / d[..., None]  # unit vector AP -> target
+    v = np.broadcast_to(x[:, None, :, 2:], u.shape)
+    zeros = np.zeros_like(u)
+    tau_leg = np.concatenate([u / C0, zeros], axis=-1)
+    vu = np.sum(v * u, axis=-1, keepdims=True)
+    df_dpos = -(fc / C0) * (v - vu * u) / d[..., None]
+    df_dvel = -(fc / C0) * u
+    f_leg = np.concatenate([df_dpos, df_dvel], axis=-1)
+    return d, tau_leg, f_leg
+
+
+def radar_constant(p: Params) -> float:
+    """lambda^R_{aa'q} = radar_constant / (d_aq^2 d_a'q^2), radar_constant = G_R N^2 c^2 sigma_RCS /
+    ((4 pi)^3 fc^2) (below eq. 27). The paper's product of squared squared-distances (d^4 d'^4) is
+    not the bistatic radar equation; we use d^2 d'^2."""
+    return p.G_R * p.N**2 * C0**2 * p.rcs / ((4 * np.pi) ** 3 * p.fc**2)
+
+
+def rb_sums(p: Params, n_sub: np.ndarray, n_sym: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The (b, l, i) sums of eq. 29-31 without lambda^R Gamma (which do not depend on b, l, i):
+    S_tt = sum_i sum_b sum_l 8 (pi b Delta_f)^2,
+    S_ff = sum_i sum_b sum_l 8 (pi (f_c^i/f_c) l T)^2,
+    S_tf = sum_i sum_b sum_l 8 pi^2 b l T Delta_f (f_c^i/f_c)   (the f_c^i/f_c factor of the Doppler
+    phase in eq. 27 is kept in the cross term too; eq. 31 drops it).
+    n_sub (..., M): subcarriers B_i^X per subband; n_sym (...): symbols L^X of the regime (the same
+    on each of its subbands, Remark 3); mask (..., M): i in S_d^X. Returns (..., 3)."""
+    nb = np.where(mask, n_sub, 0).astype(float)
+    nl = np.where(mask, np.asarray(n_sym, float)[..., None], 0.0)
+    s1b, s2b = nb * (nb - 1) / 2, (nb - 1) * nb * (2 * nb - 1) / 6
+    s1l, s2l = nl * (nl - 1) / 2, (nl - 1) * nl * (2 * nl - 1) / 6
+    ratio = p.subband_fc / p.fc
+    tt = 8 * np.pi**2 * p.df**2 * np.sum(s2b * nl, axis=-1)
+    ff = 8 * np.pi**2 * p.T**2 * np.sum(ratio**2 * nb * s2l, axis=-1)
+    tf = 8 * np.pi**2 * p.T * p.df * np.sum(ratio * s1b * s1l, axis=-1)
+    return np.stack([tt, ff, tf], axis=-1)
+
+
+def fim(tau_leg: np.ndarray, f_leg: np.ndarray, u: np.ndarray, v: np.ndarray, sums: np.ndarray) -> np.ndarray:
+    """F_q = sum_{a,a'} (1/sigma) [[F^P, F^PV], [F^PV^T, F^V]] (eq. 28, 33, 34) in the compact form
+    W_tt t t^T + W_ff g g^T - W_tf (g t^T + t g^T) with t = grad tau_{aa'q}, g = grad f_{aa'q}
+    over [x, y, vx, vy] (d tau / d v = 0). This equals eq. 34a-d; for the velocity block it gives
+    g_v g_v^T W^ff: eq. 33 writes W^{tau f} there, but the Doppler phase (eq. 27) makes it W^ff.
+    W_xx = sums[xx] lambda^R_{aa'q} Gamma_{a'q} / sigma (eq. 29-31), and lambda^R_{aa'q} Gamma_{a'q}
+    / sigma = u_aq v_a'q factorizes (lambda^R is proportional to 1/(d_aq^2 d_a'q^2), Gamma depends on
+    the transmitter a' only), so the double sum over AP pairs costs O(MA) per target.
+
+    tau_leg, f_leg: (B, MA, MQ, 4); u, v: (B, MA, MQ), zero for APs that do not serve q's
+    CCN / CFN; sums (B, MQ, 3) per target's regime. Returns (B, MQ, 4, 4)."""
+    t = np.moveaxis(tau_leg, 2, 1)  # (B, MQ, MA, 4)
+    g = np.moveaxis(f_leg, 2, 1)
+    uq, vq = np.moveaxis(u, 2, 1)[..., None], np.moveaxis(v, 2, 1)[..., None]  # (B, MQ, MA, 1)
+    su, sv = uq.sum(2, keepdims=True), vq.sum(2, keepdims=True)  # (B, MQ, 1, 1)
+
+    def pair_sum(x, y):
+        """sum_{a,a'} u_a v_a' (x_a + x_a')(y_a + y_a')^T."""
+        ux, vx, uy, vy = (uq * x).sum(2), (vq * x).sum(2), (uq * y).sum(2), (vq * y).sum(2)  # (B, MQ, 4)
+        own = np.swapaxes(x, -1, -2) @ ((sv * uq + su * vq) * y)  # a = a' legs: sum_a (sv u_a + su v_a) x_a y_a^T
+        return own + ux[..., :, None] * vy[..., None, :] + vx[..., :, None] * uy[..., None, :]
+
+    wtt, wff, wtf = (sums[..., j, None, None] for j in range(3))
+    cross = pair_sum(g, t)
+    return wtt * pair_sum(t, t) + wff * pair_sum(g, g) - wtf * (cross + np.swapaxes(cross, -1, -2))
+
+
+def prior_information(J_prev: np.ndarray, G: np.ndarray, E: np.ndarray) -> np.ndarray:
+    """[E + G J^{-1}[n-1] G^T]^{-1}, the prior term of eq. 36 (the paper omits the transpose).
+    The BFIM is J[n] = this + F[n] (eq. 36), with the full FIM of eq. 28 as the measurement's
+    information (eq. 35 approximates its covariance by diag(F)^{-1}, dropping the position-velocity
+    coupling the measurement carries)."""
+    return np.linalg.inv(E + G @ np.linalg.inv(J_prev) @ G.T)
+
+
+def errors(J: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """U^RP = [J^{-1}]_11 + [J^{-1}]_22, U^RV = [J^{-1}]_33 + [J^{-1}]_44 (eq. 37-38)."""
+    d = np.diagonal(np.linalg.inv(J), axis1=-2, axis2=-1)
+    return d[..., 0] + d[..., 1], d[..., 2] + d[..., 3]
+
+
+def kalman_update(x_pred: np.ndarray, J_pred: np.ndarray, J: np.ndarray, F: np.ndarray, x_true: np.ndarray,
+                  z: np.ndarray) -> np.ndarray:
+    """Posterior mean of the Bayesian model eq. 35 in information form:
+    x_hat = J^{-1} (J_pred x_pred + F x + w), w ~ N(0, F), i.e. a measurement x + eps with
+    Cov(eps) = F^{-1} (also when F is singular). z: (..., 4) standard normal draws."""
+    evals, evecs = np.linalg.eigh(F)
+    w = np.einsum("...ij,...j->...i", evecs, np.sqrt(np.maximum(evals, 0.0)) * z)
+    rhs = np.einsum("...ij,...j->...i", J_pred, x_pred) + np.einsum("...ij,...j->...i", F, x_true) + w
+    return np.linalg.solve(J, rhs[..., None])[..., 0]

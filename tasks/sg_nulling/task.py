@@ -1,0 +1,27 @@
+"""The sg-nulling task: coordinated beamforming with S&C interference nulling, area spectral efficiency."""
+from __future__ import annotations
+
+from typing import Callable
+
+from isacbench.api import Budget, Task
+
+from .config import SgNullingConfig
+from .problem import SgNullingProblem, space
+
+_DEFAULT_BOX = space(SgNullingConfig()).grid_size()  # 19^3 * 10: exhaustive fits the default budget
+
+
+class SgNullingTask(Task):
+    name = "sg-nulling"
+    description = ("networked ISAC coordinated beamforming: users K, targets J, communication / sensing "
+                   "nulling clusters L / Q maximizing area spectral efficiency (Meng & Masouros)")
+    Config = SgNullingConfig
+    default_budget = Budget(evaluations=_DEFAULT_BOX)
+
+    def problem(self) -> SgNullingProblem:
+        return SgNullingProblem(self.config)
+
+    def figures(self) -> dict[int, Callable[..., list]]:
+        from .figures import FIGURES
+
+        return {n: (lambda out_dir, progress, _f=f: _f(self.config, out_dir, progress)) for n, f in FIGURES.items()}

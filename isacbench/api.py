@@ -244,6 +244,11 @@ class BudgetedProblem(Problem):
         self.trace.append(self.best[0] if self.best else float("nan"))
         return ev
 
+    def charge(self, n: int) -> None:
+        """Count n evaluations made outside `evaluate` (e.g. of a solver's structure functions)."""
+        self.evaluations += n
+        self.trace.extend([self.best[0] if self.best else float("nan")] * n)
+
     def structure(self) -> dict:
         return self.inner.structure()
 

@@ -1,0 +1,243 @@
+"""Successive convex approximation (SCA) with cvxpy on monotonic programs.
+
+For every discrete branch (a `MonotonicProgram` of `problem.structure()["monotonic"]`,
+e.g. sg-cluster's (L, N) pairs of P2, eq. 41) the continuous part max f(y) s.t.
+g(y) <= 0, low <= y <= high is solved by sequential linear programming with a trust
+region (sequential linear programming, the simplest member of the SCA family: Marks &
+Wright, "A general inner approximation algorithm for nonconvex mathematical programs",
+Oper. Res. 1978; Scutari, Facchinei, Lampariello, IEEE TSP 2017): at the iterate y_k the
+convex subproblem
+
+    max  grad f(y_k)^T y
+    s.t. g(y_k) + grad g(y_k)^T (y - y_k) <= 0,  |y - y_k| <= r_k,  low <= y <= high
+
+(coordinates scaled to the unit box) is a DPP-parametrized cvxpy problem, compiled once
+per dimension and re-solved with new parameters (default solver Clarabel). A step is
+accepted only if the true point is feasible and improves f; otherwise the trust region
+halves. Every iterate is feasible, so the value found is a lower bound on the optimum
+and never exceeds a certified upper bound (polyblock's). Gradients are forward
+differences. Every branch is first screened: its start point is the feasible end of a
+bisection for the upper boundary along the diagonal low -> high. SCA then visits the
+branches in decreasing order of that screened value and skips a branch once f(high), an
+upper bound of the branch (f increasing), is below the incumbent.
+
+Evaluation accounting as in polyblock: one evaluation per point passed to f and one per
+point passed to g, charged to the runner's budgeted problem, plus one `problem.evaluate`.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import ClassVar, Literal, Sequence
+
+import cvxpy as cp
+import numpy as np
+from pydantic import Field
+
+from isacbench.api import Budget, Config, MonotonicProgram, Problem, Solution, Solver, UserError, best_or_sample
+
+from .polyblock import Meter, OutOfBudget, charge
+
+OK_STATUS = (cp.OPTIMAL, cp.OPTIMAL_INACCURATE)
+
+
+class ConvexConfig(Config):
+    solver: Literal["CLARABEL", "SCS", "HIGHS", "OSQP"] = Field("CLARABEL", description="cvxpy solver")
+    max_iterations: int = Field(50, ge=1, description="SCA iterations per branch")
+    trust_region: float = Field(0.25, gt=0, le=1, description="initial trust region (fraction of the box)")
+    min_trust_region: float = Field(1e-5, gt=0, lt=1, description="stop a branch when the region is smaller")
+    rel_tol: float = Field(1e-6, ge=0, description="stop a branch when the linearized gain is below rel_tol*|f|")
+    fd_step: float = Field(1e-6, gt=0, lt=0.1, description="forward-difference step (fraction of the box)")
+    screen_tol: float = Field(1e-3, gt=0, lt=1, description="bisection tolerance of the diagonal start point")
+
+
+class SubproblemFailed(RuntimeError):
+    """The convex solver did not return an optimal point for an SCA subproblem."""
+
+
+class LinearizedStep:
+    """The DPP subproblem of one SCA step in the unit box, compiled once per dimension d."""
+
+    _cache: ClassVar[dict[tuple[int, str], "LinearizedStep"]] = {}
+
+    def __init__(self, d: int):
+        self.y = cp.Variable(d)
+        self.grad_f = cp.Parameter(d)
+        self.grad_g = cp.Parameter(d)
+        self.rhs = cp.Parameter()  # grad_g^T y_k - g(y_k)
+        self.center = cp.Parameter(d)
+        self.radius = cp.Parameter(nonneg=True)
+        y = self.y
+        self.problem = cp.Problem(cp.Maximize(self.grad_f @ y), [
+            self.grad_g @ y <= self.rhs, y >= 0, y <= 1,
+            y - self.center <= self.radius, self.center - y <= self.radius])
+        assert self.problem.is_dcp(dpp=True)
+
+    @classmethod
+    def of(cls, d: int, solver: str) -> "LinearizedStep":
+        key = (d, solver)
+        if key not in cls._cache:
+            cls._cache[key] = cls(d)
+        return cls._cache[key]
+
+    def solve(self, solver: str, grad_f, grad_g, g0: float, center, radius: float) -> np.ndarray:
+        self.grad_f.value, self.grad_g.value = grad_f, grad_g
+        # back off by a small margin so that the solver's tolerance cannot push the point across a
+        # linear constraint (a center on the boundary still has room to move inwards)
+        margin = 1e-7 * (1.0 + float(np.abs(grad_g).sum()))
+        self.rhs.value = float(grad_g @ center - g0 - margin)
+        self.center.value, self.radius.value = center, radius
+        try:
+            self.problem.solve(solver=solver)
+        except cp.SolverError as e:
+            raise SubproblemFailed(f"convex: {solver} failed on an SCA subproblem: {e}") from None
+        if self.problem.status not in OK_STATUS or self.y.value is None:
+            raise SubproblemFailed(f"convex: {solver} returned status {self.problem.status!r} on an SCA "
+                                   "subproblem (it always contains the current feasible point)")
+        return np.clip(self.y.value, 0.0, 1.0)
+
+
+@dataclass
+class ScaResult:
+    best: float
+    best_y: np.ndarray | None
+    best_branch: int | None
+    evaluations: int
+    subproblems: int = 0
+    statuses: dict[str, int] = field(default_factory=dict)
+    branches_solved: int = 0
+    branches_skipped: int = 0
+    branches_empty: int = 0
+    stop: str = "done"  # 'done', 'budget'
+
+
+def sca(programs: Sequence[MonotonicProgram], cfg: ConvexConfig, max_evaluations: int | None = None,
+        deadline: float | None = None) -> ScaResult:
+    """Screen every branch (its point on the diagonal boundary), then SCA on the branches in
+    decreasing order of their screened value, skipping those whose f(high) cannot beat the
+    incumbent; see the module docstring."""
+    meter = Meter(max_evaluations, deadline)
+    res = ScaResult(-np.inf, None, None, 0)
+    starts: dict[int, tuple[np.ndarray, float, float]] = {}
+    tops: dict[int, float] = {}
+    try:
+        for k, prog in enumerate(programs):
+            start = _diagonal_start(prog, meter, cfg.screen_tol)
+            if start is None:
+                res.branches_empty += 1
+                continue
+            starts[k] = start
+            if start[1] > res.best:
+                res.best, res.best_y, res.best_branch = start[1], _box(prog)[0] + _box(prog)[1] * start[0], k
+            tops[k] = meter.f(prog, np.asarray(prog.high, float).reshape(1, -1))[0]  # branch bound (f increasing)
+        for k in sorted(starts, key=lambda k: -starts[k][1]):
+            if tops[k] <= res.best:
+                res.branches_skipped += 1
+                continue
+            y, val = _branch(programs[k], k, starts[k], cfg, meter, res)
+            res.branches_solved += 1
+            if val > res.best:
+                res.best, res.best_y, res.best_branch = val, y, k
+    except OutOfBudget:
+        res.stop = "budget"
+    res.evaluations = meter.count
+    return res
+
+
+def _box(prog: MonotonicProgram) -> tuple[np.ndarray, np.ndarray]:
+    low = np.asarray(prog.low, float).ravel()
+    return low, np.asarray(prog.high, float).ravel() - low
+
+
+def _diagonal_start(prog: MonotonicProgram, meter: Meter, tol: float):
+    """The feasible end of a bisection for the upper boundary on the diagonal of the unit box:
+    (u, f, g), or None when low is infeasible (G normal: the branch is empty)."""
+    low, width = _box(prog)
+    g_low = meter.g(prog, low[None])[0]
+    if g_low > 0:
+        return None
+    lo, hi, g_lo = 0.0, 1.0, g_low
+    g_hi = meter.g(prog, (low + width)[None])[0]
+    if g_hi <= 0:
+        lo, g_lo = 1.0, g_hi
+    while hi - lo > tol and lo < 1.0:
+        mid = 0.5 * (lo + hi)
+        g_mid = meter.g(prog, (low + mid * width)[None])[0]
+        if g_mid <= 0:
+            lo, g_lo = mid, g_mid
+        else:
+            hi = mid
+    u = np.full(len(low), lo)
+    return u, meter.f(prog, (low + width * u)[None])[0], g_lo
+
+
+def _branch(prog: MonotonicProgram, k: int, start, cfg: ConvexConfig, meter: Meter, res: ScaResult):
+    """SCA on one branch from a feasible start (u, f, g) in the unit box; returns (y, f(y))."""
+    low, width = _box(prog)
+    d = len(low)
+    to_y = lambda u: low + width * u  # noqa: E731
+    u, f0, g0 = start
+    step = LinearizedStep.of(d, cfg.solver)
+    radius, h = cfg.trust_region, cfg.fd_step
+    try:
+        for _ in range(cfg.max_iterations):
+            if radius < cfg.min_trust_region:
+                break
+            # forward differences inside the box (step backwards on the upper face)
+            sign = np.where(u + h <= 1.0, 1.0, -1.0)
+            ys = to_y(u[None] + np.diag(sign * h))
+            grad_f = (meter.f(prog, ys) - f0) / (sign * h)
+            grad_g = (meter.g(prog, ys) - g0) / (sign * h)
+            cand = step.solve(cfg.solver, grad_f, grad_g, g0, u, radius)
+            res.subproblems += 1
+            status = step.problem.status
+            res.statuses[status] = res.statuses.get(status, 0) + 1
+            y_c = to_y(cand)[None]
+            g_c = meter.g(prog, y_c)[0]
+            f_c = meter.f(prog, y_c)[0] if g_c <= 0 else -np.inf
+            predicted = float(grad_f @ (cand - u))  # first-order gain: ~0 at a stationary point
+            if g_c <= 0 and f_c > f0:
+                u, f0, g0 = cand, f_c, g_c
+                radius = min(1.0, 2.0 * radius)
+            else:
+                radius *= 0.5
+            if predicted <= cfg.rel_tol * max(abs(f0), 1e-12):
+                break
+    except OutOfBudget:
+        if f0 > res.best:  # keep what this branch reached before re-raising
+            res.best, res.best_y, res.best_branch = f0, to_y(u), k
+        raise
+    return to_y(u), f0
+
+
+class Convex(Solver):
+    name = "convex"
+    description = "successive convex approximation (cvxpy, DPP, Clarabel) on monotonic programs"
+    Config = ConvexConfig
+    tasks: ClassVar[frozenset[str] | None] = frozenset({"sg-cluster"})
+    kinds: ClassVar[frozenset[str]] = frozenset({"static"})
+
+    def solve(self, problem: Problem, budget: Budget, rng: np.random.Generator) -> Solution:
+        programs = problem.structure().get("monotonic")
+        if not programs:
+            raise UserError("solver 'convex' needs a problem exposing structure()['monotonic'] "
+                            "(sg-cluster problem=P2 or region); this problem exposes none")
+        remaining = getattr(problem, "remaining_evaluations", budget.evaluations)
+        if remaining is not None and remaining < 2:
+            return Solution(decision=best_or_sample(problem, rng), info={"stop": "budget"})
+        deadline = None if budget.seconds is None else (
+            time.perf_counter() + budget.seconds - getattr(problem, "elapsed", 0.0))
+        res = sca(programs, self.config, None if remaining is None else remaining - 1, deadline)
+        charge(problem, res.evaluations)
+        info = {"solver": self.config.solver, "stop": res.stop, "structure_evaluations": res.evaluations,
+                "subproblems": res.subproblems, "statuses": res.statuses, "branches": len(programs),
+                "branches_solved": res.branches_solved, "branches_skipped": res.branches_skipped,
+                "branches_empty": res.branches_empty, "value": res.best}
+        if res.best_y is None:  # proven infeasible (every branch empty) or out of budget first
+            info.update(feasible_found=False, infeasible=res.stop == "done")
+            return Solution(decision=best_or_sample(problem, rng), info=info)
+        prog = programs[res.best_branch]
+        decision = prog.to_decision(res.best_y)
+        ev = problem.evaluate(decision)
+        info.update(branch=prog.label, verified_feasible=bool(ev.feasible), verified_objective=float(ev.objective))
+        return Solution(decision=decision, info=info)

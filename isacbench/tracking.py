@@ -41,9 +41,10 @@ class Tracker:
     def __init__(self, uri: str | None = None):
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
-        logging.getLogger("mlflow").setLevel(logging.WARNING)
-        logging.getLogger("alembic").setLevel(logging.WARNING)
         from mlflow.tracking import MlflowClient
+
+        logging.getLogger("mlflow").setLevel(logging.WARNING)  # after import: mlflow sets its own level
+        logging.getLogger("alembic").setLevel(logging.WARNING)
 
         self.uri = resolve_uri(uri)
         _check_reachable(self.uri)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from isacbench.api import Budget, Task
+from isacbench.api import Budget, Profile, Task
 
 from .config import SgNullingConfig
 from .problem import SgNullingProblem, space
@@ -17,6 +17,15 @@ class SgNullingTask(Task):
                    "nulling clusters L / Q maximizing area spectral efficiency (Meng & Masouros)")
     Config = SgNullingConfig
     default_budget = Budget(evaluations=_DEFAULT_BOX)
+    leaderboard_metrics = ("ase_comm", "ase_sense")
+
+    @classmethod
+    def profiles(cls) -> dict[str, Profile]:
+        """Black-box solvers get 300 evaluations; exact / structured ones the whole box."""
+        exact = {s: Budget(evaluations=_DEFAULT_BOX) for s in ("exhaustive", "prop3-search")}
+        return {"quick": Profile(instances=({}, {"rho": 0.8}), budget=Budget(evaluations=300), budgets=exact),
+                "paper": Profile(instances=({}, {"rho": 0.2}, {"rho": 0.8}), budget=Budget(evaluations=1000),
+                                 budgets=exact, seeds=tuple(range(10)))}
 
     def problem(self) -> SgNullingProblem:
         return SgNullingProblem(self.config)

@@ -1,0 +1,128 @@
+"""Actors, critics and running normalizers (Sec. V-D, Sec. VI network description).
+
+Actors: one MLP per agent instance (parameters phi^{u_i}, eq. 77). The n agents of a role are
+evaluated in one batched pass: `AgentLinear` holds n independent weight matrices.
+Critics: one MLP per role, shared by the role's agents (psi^u, eq. 78), input
+z = [s, (alpha), e_i]. Hidden layers: Linear -> LeakyReLU(0.01) -> LayerNorm (Sec. VI).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from isacbench.multiagent import RoleSpec
+
+from . import heads as H
+
+SLOPE = 0.01  # LeakyReLU negative slope (Sec. VI)
+GAIN = math.sqrt(2.0 / (1 + SLOPE ** 2))  # orthogonal-init gain for LeakyReLU
+
+
+class AgentLinear(nn.Module):
+    """n independent linear maps: x (..., n, fan_in) -> (..., n, fan_out)."""
+
+    def __init__(self, n: int, fan_in: int, fan_out: int, gain: float):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(n, fan_out, fan_in))
+        self.bias = nn.Parameter(torch.zeros(n, fan_out))
+        for w in self.weight.data:
+            nn.init.orthogonal_(w, gain)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.einsum("...ni,noi->...no", x, self.weight) + self.bias
+
+
+class AgentLayerNorm(nn.Module):
+    """LayerNorm over features with a separate affine transform per agent."""
+
+    def __init__(self, n: int, width: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(n, width))
+        self.bias = nn.Parameter(torch.zeros(n, width))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.layer_norm(x, x.shape[-1:]) * self.weight + self.bias
+
+
+class RoleActor(nn.Module):
+    """Per-agent actors of one role: observations (..., n, obs_dim) -> flat head parameters."""
+
+    def __init__(self, spec: RoleSpec, hidden: tuple[int, ...]):
+        super().__init__()
+        self.spec = spec
+        layers, width = [], spec.obs_dim
+        for h in hidden:
+            layers += [AgentLinear(spec.n_agents, width, h, GAIN), nn.LeakyReLU(SLOPE), AgentLayerNorm(spec.n_agents, h)]
+            width = h
+        self.trunk = nn.Sequential(*layers)
+        self.out = AgentLinear(spec.n_agents, width, sum(H.n_params(h) for h in spec.heads), 0.01)
+
+    def forward(self, obs: torch.Tensor) -> dict[str, torch.Tensor]:
+        return H.split(self.spec.heads, self.out(self.trunk(obs)))
+
+
+class RoleCritic(nn.Module):
+    """Role-specific centralized critic V^u(z) shared by the role's agents (eq. 78)."""
+
+    def __init__(self, spec: RoleSpec, state_dim: int, hidden: tuple[int, ...], use_action: bool):
+        super().__init__()
+        self.spec, self.use_action = spec, use_action
+        width = state_dim + spec.n_agents + (sum(H.encoded_dim(h) for h in spec.heads) if use_action else 0)
+        layers = []
+        for h in hidden:
+            layers += [nn.Linear(width, h), nn.LeakyReLU(SLOPE), nn.LayerNorm(h)]
+            width = h
+        layers.append(nn.Linear(width, 1))
+        self.net = nn.Sequential(*layers)
+        for m in self.net:
+            if isinstance(m, nn.Linear):
+                nn.init.orthogonal_(m.weight, GAIN if m.out_features > 1 else 1.0)
+                nn.init.zeros_(m.bias)
+        self.register_buffer("index", torch.eye(spec.n_agents), persistent=False)
+
+    def forward(self, state: torch.Tensor, actions: dict[str, torch.Tensor]) -> torch.Tensor:
+        """state (..., state_dim), actions head -> (..., n, size)  ->  values (..., n)."""
+        n = self.spec.n_agents
+        parts = [state.unsqueeze(-2).expand(*state.shape[:-1], n, state.shape[-1]),
+                 self.index.expand(*state.shape[:-1], n, n)]
+        if self.use_action:
+            parts += [H.encode(h, actions[h.name]) for h in self.spec.heads]
+        return self.net(torch.cat(parts, dim=-1)).squeeze(-1)
+
+
+class RunningNorm(nn.Module):
+    """Running mean/variance over all samples seen (Chan et al. parallel update).
+
+    Used for observations/states (inputs) and for value targets (value normalization)."""
+
+    def __init__(self, shape: tuple[int, ...], clip: float = 10.0):
+        super().__init__()
+        self.clip = clip
+        self.register_buffer("mean", torch.zeros(shape, dtype=torch.float64))
+        self.register_buffer("var", torch.ones(shape, dtype=torch.float64))
+        self.register_buffer("count", torch.zeros((), dtype=torch.float64))
+
+    @torch.no_grad()
+    def update(self, x: torch.Tensor) -> None:
+        """x (N, *shape): merge the batch's moments into the running ones."""
+        x = x.double().reshape(-1, *self.mean.shape)
+        n = x.shape[0]
+        m, v = x.mean(0), x.var(0, unbiased=False)
+        total = self.count + n
+        delta = m - self.mean
+        self.var.copy_((self.var * self.count + v * n + delta ** 2 * self.count * n / total) / total)
+        self.mean.add_(delta * n / total)
+        self.count.copy_(total)
+
+    def std(self) -> torch.Tensor:
+        return torch.sqrt(self.var + 1e-8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = (x - self.mean) / self.std()
+        return z.clamp(-self.clip, self.clip).to(x.dtype)
+
+    def denormalize(self, z: torch.Tensor) -> torch.Tensor:
+        return (z * self.std() + self.mean).to(z.dtype)

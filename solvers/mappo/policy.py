@@ -1,0 +1,61 @@
+"""The learnable model (all roles' actors, critics, normalizers) and the decentralized policy."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from isacbench.multiagent import RoleSpec
+
+from . import heads as H
+from .config import Hyper
+from .networks import RoleActor, RoleCritic, RunningNorm
+from .topology import fixed_actions
+
+
+class ActorCritic(nn.Module):
+    """Actors and critics of the trained roles, with their running normalizers."""
+
+    def __init__(self, roles: dict[str, RoleSpec], state_dim: int, trained: tuple[str, ...], hyper: Hyper):
+        super().__init__()
+        self.roles = {r: roles[r] for r in trained}
+        self.actors = nn.ModuleDict({r: RoleActor(s, hyper.actor_hidden) for r, s in self.roles.items()})
+        self.critics = nn.ModuleDict({r: RoleCritic(s, state_dim, hyper.critic_hidden, hyper.critic_action)
+                                      for r, s in self.roles.items()})
+        self.obs_norm = nn.ModuleDict({r: RunningNorm((s.n_agents, s.obs_dim)) for r, s in self.roles.items()})
+        self.state_norm = RunningNorm((state_dim,))
+        self.value_norm = nn.ModuleDict({r: RunningNorm((), clip=float("inf")) for r in self.roles})
+
+    def evaluate(self, role: str, obs: torch.Tensor, actions: dict[str, torch.Tensor]):
+        """log pi and entropy of every action component of every agent, (..., n, D), all heads
+        concatenated; their sums over D are the agent's log pi(alpha | s) and entropy (eqs. 77, 83b)."""
+        params = self.actors[role](obs)
+        terms = [H.log_prob_entropy(h, params[h.name], actions[h.name]) for h in self.roles[role].heads]
+        return torch.cat([t[0] for t in terms], -1), torch.cat([t[1] for t in terms], -1)
+
+
+class MAPPOPolicy:
+    """Decentralized execution (eq. 77): each agent acts on its own observation only.
+
+    Trained roles use their actor (mode by default, Sec. V-D1 "deterministic policy");
+    the other roles follow the topology's fixed rules (see topology.py)."""
+
+    def __init__(self, model: ActorCritic, roles: dict[str, RoleSpec], topology: str, deterministic: bool = True):
+        self.model = model.to("cpu").eval()
+        self.roles, self.topology, self.deterministic = roles, topology, deterministic
+
+    @torch.no_grad()
+    def act(self, role: str, obs: np.ndarray) -> dict[str, np.ndarray]:
+        spec = self.roles[role]
+        if role not in self.model.roles:
+            return fixed_actions(self.topology, role, spec, obs.shape[0])
+        x = self.model.obs_norm[role](torch.as_tensor(np.asarray(obs), dtype=torch.float32))
+        params = self.model.actors[role](x)
+        pick = H.mode if self.deterministic else H.sample
+        return {h.name: to_numpy(h, pick(h, params[h.name])) for h in spec.heads}
+
+
+def to_numpy(head, action: torch.Tensor) -> np.ndarray:
+    """Environment dtype: integers for bits and classes, float64 for continuous values."""
+    a = action.detach().cpu().numpy()
+    return a.astype(np.float64) if head.kind == "continuous" else a.astype(np.int64)

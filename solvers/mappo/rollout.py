@@ -1,0 +1,79 @@
+"""Collect one rollout: whole episodes in all B environments, stage by stage (isacbench.multiagent)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from isacbench.multiagent import MultiAgentEnv
+
+from . import heads as H
+from .buffer import RoleRollout
+from .policy import ActorCritic, to_numpy
+from .topology import fixed_actions
+
+
+@dataclass
+class Rollout:
+    roles: dict[str, dict]  # role -> stacked RoleRollout tensors, leading (T, B)
+    rewards: torch.Tensor  # (T, B) shared reward r_n (eq. 75)
+    dones: torch.Tensor  # (T, B)
+    metrics: dict[str, float]  # per-frame environment metrics, averaged over frames and environments
+    episode_return: float  # mean undiscounted return per episode
+    frames: int  # T * B
+
+
+@torch.no_grad()
+def collect(env: MultiAgentEnv, model: ActorCritic, topology: str, seed: int, device: torch.device) -> Rollout:
+    """Play one episode in every environment with the current stochastic policy.
+
+    Observations and states are normalized with the running statistics frozen for the
+    rollout (stored normalized, so old and new log-probabilities use the same inputs); the
+    statistics are updated afterwards. The state stored for a role is env.state() at the
+    moment its stage acts (it reflects the earlier stages' actions)."""
+    env.reset(seed=seed)
+    store = {r: RoleRollout() for r in model.roles}
+    rewards, dones, metrics = [], [], {}
+    raw_obs = {r: [] for r in model.roles}
+    raw_state = []
+    limit = 10 * max(1, getattr(env, "frames_per_episode", 1000))
+    while True:
+        for stage in env.stages:
+            s_raw = torch.as_tensor(env.state(), dtype=torch.float32, device=device)
+            s = model.state_norm(s_raw)
+            if any(r in model.roles for r in stage):
+                raw_state.append(s_raw)
+            acts = {}
+            for role in stage:
+                if role not in model.roles:
+                    acts[role] = fixed_actions(topology, role, env.roles[role], env.num_envs)
+                    continue
+                o_raw = torch.as_tensor(env.observe(role), dtype=torch.float32, device=device)
+                o = model.obs_norm[role](o_raw)
+                params = model.actors[role](o)
+                heads = env.roles[role].heads
+                a = {h.name: H.sample(h, params[h.name]) for h in heads}
+                logp = torch.cat([H.log_prob_entropy(h, params[h.name], a[h.name])[0] for h in heads], -1)
+                store[role].add(o, s, a, logp)
+                raw_obs[role].append(o_raw)
+                acts[role] = {h.name: to_numpy(h, a[h.name]) for h in heads}
+            env.act(acts)
+        r, d, m = env.end_frame()
+        rewards.append(torch.as_tensor(np.asarray(r), dtype=torch.float32, device=device))
+        dones.append(torch.as_tensor(np.asarray(d), dtype=torch.bool, device=device))
+        for k, v in m.items():
+            metrics.setdefault(k, []).append(float(np.mean(v)))
+        if dones[-1].all():
+            break
+        if dones[-1].any():
+            raise RuntimeError("mappo needs episodes that end together in all environments (done is mixed)")
+        if len(rewards) >= limit:
+            raise RuntimeError(f"episode did not end within {limit} frames")
+    for role in model.roles:
+        model.obs_norm[role].update(torch.cat(raw_obs[role]))
+    model.state_norm.update(torch.stack(raw_state))
+    rew = torch.stack(rewards)
+    return Rollout(roles={r: store[r].stacked() for r in model.roles}, rewards=rew, dones=torch.stack(dones),
+                   metrics={k: float(np.mean(v)) for k, v in metrics.items()},
+                   episode_return=float(rew.sum(0).mean()), frames=rew.numel())

@@ -1,0 +1,135 @@
+"""MAPPO solver: the training loop (rollout -> advantages -> PPO epochs), tracking, checkpoints."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import torch
+
+from isacbench.api import Budget, LearningSolver, Reporter, SequentialTask, UserError
+
+from . import checkpoint
+from .algorithm import prepare, update
+from .config import Hyper, MappoConfig
+from .curves import plot
+from .policy import ActorCritic, MAPPOPolicy
+from .rollout import collect
+from .topology import trained_roles
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("solver mappo device='cuda': no CUDA device is available; use device=cpu or auto")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def anneal(start: float, end: float, fraction: float) -> float:
+    """Linear schedule (Table I: clip 0.3 -> 0.15, entropy 1e-3 -> 1e-4)."""
+    return start + (end - start) * min(max(fraction, 0.0), 1.0)
+
+
+def derive(entropy: int, *key: int) -> tuple[int, int]:
+    """Two 32-bit seeds for the stream `key` of the run's SeedSequence: (0,) builds the
+    environment, (1,) initializes the networks, (2, k) drives update k (reset, sampling, shuffles)."""
+    a, b = np.random.SeedSequence(entropy, spawn_key=key).generate_state(2, dtype=np.uint32)
+    return int(a), int(b)
+
+
+def tracked(stats: dict) -> dict:
+    """MLflow names of one update's metrics: `train/<name>`, apart from the evaluation's own
+    `usr`, `utility`, ... that the runner logs for the same run."""
+    return {f"train/{k}": v for k, v in stats.items() if k != "frames"}
+
+
+class MAPPO(LearningSolver):
+    name = "mappo"
+    description = "multi-agent PPO, centralized training / decentralized execution (ENT-USR Sec. V)"
+    Config = MappoConfig
+    tasks: ClassVar[frozenset[str]] = frozenset({"ent-usr"})
+
+    def train(self, task: SequentialTask, budget: Budget, rng: np.random.Generator,
+              reporter: Reporter) -> MAPPOPolicy:
+        threads = torch.get_num_threads()
+        torch.set_num_threads(self.config.threads)
+        try:
+            return self._train(task, budget, rng, reporter)
+        finally:
+            torch.set_num_threads(threads)
+
+    def _train(self, task: SequentialTask, budget: Budget, rng: np.random.Generator,
+               reporter: Reporter) -> MAPPOPolicy:
+        cfg: MappoConfig = self.config
+        hyper = cfg.hyper()
+        device = resolve_device(cfg.device)
+        entropy = int(rng.integers(2 ** 63))
+        env = task.make_env(hyper.num_envs, seed=derive(entropy, 0)[0])
+        trained = trained_roles(cfg.topology, env.roles)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(derive(entropy, 1)[0])
+            model = ActorCritic(env.roles, env.state_dim, trained, hyper).to(device)
+        optimizer = torch.optim.Adam(model.parameters(), lr=hyper.lr, eps=1e-5)
+        start_update, frames, history = 0, 0, []
+        if cfg.resume:
+            meta = checkpoint.load(checkpoint.locate(cfg.resume), model, optimizer)
+            start_update, frames, history, entropy = meta["update"], meta["frames"], meta["history"], meta["entropy"]
+            for h in history:  # the resumed run carries the whole curve
+                reporter.log_metrics(tracked(h), int(h["frames"]))
+        per_update = hyper.num_envs * env.frames_per_episode
+        total_frames = budget.frames if budget.frames is not None else (None if budget.seconds else hyper.frames)
+        if total_frames is not None and total_frames < per_update:
+            raise UserError(f"solver mappo: budget of {total_frames} frames is below one rollout "
+                            f"(num_envs={hyper.num_envs} x {env.frames_per_episode} frames per episode)")
+        n_updates = None if total_frames is None else total_frames // per_update
+        out = Path(reporter.artifact_dir) / checkpoint.FOLDER if reporter.artifact_dir else None
+        t0, k = time.perf_counter(), start_update
+        last = 0.0
+        while True:
+            elapsed = time.perf_counter() - t0
+            if n_updates is not None and k >= n_updates:
+                break
+            if budget.seconds is not None and elapsed + last > budget.seconds:
+                break
+            frac = k / max(1, n_updates - 1) if n_updates is not None else elapsed / budget.seconds
+            tick = time.perf_counter()
+            stats = self._step(env, model, optimizer, hyper, cfg.topology, entropy, k, frac, device)
+            last = time.perf_counter() - tick
+            k, frames = k + 1, frames + stats.pop("frames_collected")
+            stats["fps"] = per_update / last
+            history.append({"frames": frames, **stats})
+            if out is not None and k % cfg.checkpoint_every == 0:
+                self._save(out, model, optimizer, hyper, k, frames, entropy, history)
+            reporter.log_metrics(tracked(stats), frames)
+            done = k / n_updates if n_updates else min(1.0, (time.perf_counter() - t0) / budget.seconds)
+            score = f"USR {stats['usr']:.4g}" if "usr" in stats else f"return {stats['return']:.4g}"
+            reporter.progress(done, f"mappo {cfg.topology}: update {k}, {stats['fps']:.0f} frames/s, {score}")
+        if out is not None and history:
+            self._save(out, model, optimizer, hyper, k, frames, entropy, history)
+        self.frames, self.history = frames, history
+        return MAPPOPolicy(model, env.roles, cfg.topology, cfg.deterministic)
+
+    @staticmethod
+    def _step(env, model: ActorCritic, optimizer, hyper: Hyper, topology: str, entropy: int, k: int,
+              frac: float, device: torch.device) -> dict[str, float]:
+        """One update: collect a rollout, compute advantages, run the PPO epochs."""
+        env_seed, torch_seed = derive(entropy, 2, k)
+        clip = anneal(hyper.clip_start, hyper.clip_end, frac)
+        ent_coef = anneal(hyper.ent_start, hyper.ent_end, frac)
+        with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
+            torch.manual_seed(torch_seed)
+            model.train()
+            rollout = collect(env, model, topology, env_seed, device)
+            data = prepare(model, rollout, hyper)
+            losses = update(model, optimizer, data, hyper, clip, ent_coef)
+        return {**rollout.metrics, "return": rollout.episode_return, "reward": float(rollout.rewards.mean()),
+                **losses, "clip": clip, "ent_coef": ent_coef, "frames_collected": rollout.frames}
+
+    def _save(self, out: Path, model, optimizer, hyper: Hyper, k: int, frames: int, entropy: int,
+              history: list[dict]) -> None:
+        meta = {"update": k, "frames": frames, "entropy": entropy, "history": history,
+                "topology": self.config.topology, "hyper": {f: getattr(hyper, f) for f in hyper.__dataclass_fields__}}
+        checkpoint.save(out / checkpoint.FILE, model, optimizer, meta)
+        plot(history, out / "training_curve.png", f"MAPPO ({self.config.topology}, {self.config.preset} preset)")

@@ -1,0 +1,96 @@
+"""MAPPO on the real ent-usr environment: action domains, topology rules, a tiny end-to-end run."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from isacbench.api import Budget, Reporter
+from isacbench.solvers.mappo import MAPPO
+from isacbench.solvers.mappo.policy import ActorCritic, MAPPOPolicy
+from isacbench.solvers.mappo.topology import trained_roles
+
+ent_usr = pytest.importorskip("isacbench.tasks.ent_usr")
+
+SMALL = {"frames_per_episode": 2, "eval_episodes": 2}
+TINY = dict(num_envs=2, actor_hidden=(16,), critic_hidden=(16,), epochs=1, minibatches=1)
+
+
+def untrained_policy(task, topology: str, seed: int, deterministic: bool) -> tuple:
+    env = task.make_env(3, seed)
+    hyper = MAPPO({**TINY, "topology": topology}).config.hyper()
+    torch.manual_seed(seed)
+    model = ActorCritic(env.roles, env.state_dim, trained_roles(topology, env.roles), hyper)
+    for p in model.parameters():  # spread the outputs so that extreme logits/concentrations occur
+        p.data.mul_(50.0)
+    return env, MAPPOPolicy(model, env.roles, topology, deterministic)
+
+
+@settings(max_examples=6, deadline=None)
+@given(st.sampled_from(["ent", "ccn-only", "cfn-only"]), st.integers(0, 2 ** 31 - 1), st.booleans())
+def test_actions_respect_every_head_domain_of_the_environment(topology, seed, deterministic):
+    env, policy = untrained_policy(ent_usr.EntUsrTask(SMALL), topology, seed, deterministic)
+    env.reset(seed)
+    for _ in range(env.frames_per_episode):
+        for stage in env.stages:
+            acts = {}
+            for role in stage:
+                spec = env.roles[role]
+                acts[role] = a = policy.act(role, env.observe(role))
+                assert set(a) == {h.name for h in spec.heads}
+                for h in spec.heads:
+                    x = a[h.name]
+                    assert x.shape == (env.num_envs, spec.n_agents, h.size) and np.all(np.isfinite(x))
+                    if h.kind == "bernoulli":
+                        assert np.issubdtype(x.dtype, np.integer) and np.isin(x, (0, 1)).all()
+                    elif h.kind == "categorical":
+                        assert np.issubdtype(x.dtype, np.integer) and ((x >= 0) & (x < h.classes)).all()
+                    else:
+                        assert ((x >= h.low) & (x <= h.high)).all()
+            env.act(acts)
+        reward, _, metrics = env.end_frame()
+        assert np.all(np.isfinite(reward)) and np.all(metrics["usr"] > 0)
+
+
+@pytest.mark.parametrize("topology, federated", [("ccn-only", False), ("cfn-only", True)])
+def test_topology_rules_fix_the_untrained_lcp(topology, federated):
+    task = ent_usr.EntUsrTask(SMALL)
+    env, policy = untrained_policy(task, topology, 0, True)
+    env.reset(1)
+    for stage in env.stages:
+        env.act({r: policy.act(r, env.observe(r)) for r in stage})
+    env.end_frame()
+    d, p = env.last_decision, task.params
+    assert np.all(d.fed_users == federated) and np.all(d.fed_targets == federated)
+    assert np.all(d.b_loc == (0 if federated else p.B))
+    assert np.allclose(d.p_loc, 0.0 if federated else p.P_max)
+
+
+def test_tiny_training_run_on_ent_usr_is_evaluated_by_the_task(tmp_path):
+    task = ent_usr.EntUsrTask(SMALL)
+    solver = MAPPO(TINY)
+    seen = []
+    policy = solver.train(task, Budget(frames=3 * 2 * 2), np.random.default_rng(0),
+                          Reporter(progress=lambda f, t: seen.append((f, t)), artifact_dir=str(tmp_path)))
+    assert [h["frames"] for h in solver.history] == [4, 8, 12]
+    assert {"usr", "utility", "signaling", "utility_comm", "utility_sense", "loss", "actor_loss", "critic_loss",
+            "entropy", "clip_fraction", "approx_kl", "fps"} <= set(solver.history[-1])
+    assert seen[-1][0] == 1.0 and "frames/s" in seen[-1][1] and "USR" in seen[-1][1]
+    out = task.evaluate_policy(policy)
+    assert np.isfinite(out.evaluation.objective) and out.evaluation.objective > 0
+    assert (tmp_path / "mappo" / "checkpoint.safetensors").is_file()
+    assert (tmp_path / "mappo" / "training_curve.png").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("over", [{"preset": "paper", "num_envs": 2, "epochs": 1},
+                                  {**TINY, "topology": "ccn-only"}, {**TINY, "topology": "cfn-only"}])
+def test_paper_preset_and_topologies_train_one_update(over):
+    task = ent_usr.EntUsrTask(SMALL)
+    solver = MAPPO(over)
+    policy = solver.train(task, Budget(frames=4), np.random.default_rng(1), Reporter())
+    assert len(solver.history) == 1 and np.isfinite(solver.history[0]["loss"])
+    trained = set(policy.model.roles)
+    assert trained == {"ent": set(task.make_env(1, 0).roles), "ccn-only": {"lpb"},
+                       "cfn-only": {"fg", "fpb"}}[over.get("topology", "ent")]

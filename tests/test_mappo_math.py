@@ -1,0 +1,150 @@
+"""MAPPO building blocks against hand-computed values and torch.distributions."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import distributions as D
+
+from isacbench.api import UserError
+from isacbench.multiagent import Head
+from isacbench.solvers.mappo import MAPPO
+from isacbench.solvers.mappo import heads as H
+from isacbench.solvers.mappo.buffer import gae, standardize
+from isacbench.solvers.mappo.config import PRESETS
+from isacbench.solvers.mappo.networks import RunningNorm
+from isacbench.solvers.mappo.solver import anneal
+
+
+def test_gae_matches_hand_computation():
+    # one env, one agent, 3 frames, gamma = 0.5, lambda = 0.5, episode ends after frame 3
+    r = torch.tensor([[1.0], [2.0], [3.0]])
+    v = torch.tensor([[[0.5]], [[1.0]], [[2.0]]])
+    d = torch.tensor([[False], [False], [True]])
+    # delta_3 = 3 - 2 = 1 ; delta_2 = 2 + 0.5*2 - 1 = 2 ; delta_1 = 1 + 0.5*1 - 0.5 = 1   (eq. 79)
+    # A_3 = 1 ; A_2 = 2 + 0.25*1 = 2.25 ; A_1 = 1 + 0.25*2.25 = 1.5625                     (eq. 80)
+    adv = gae(r, v, d, gamma=0.5, lam=0.5)
+    assert adv[:, 0, 0].tolist() == pytest.approx([1.5625, 2.25, 1.0])
+
+
+def test_gae_cuts_at_episode_boundaries_and_broadcasts_over_agents():
+    # two back-to-back episodes of 2 frames; two agents with different values; gamma = 0.9, lambda = 1
+    r = torch.tensor([[1.0], [1.0], [1.0], [1.0]])
+    d = torch.tensor([[False], [True], [False], [True]])
+    v = torch.tensor([[0.0, 1.0]]).expand(4, 2).reshape(4, 1, 2)
+    adv = gae(r, v, d, gamma=0.9, lam=1.0)
+    # lambda = 1: A_n = discounted return - V ; returns are 1.9 and 1 in each episode
+    expect = torch.tensor([[1.9, 0.9], [1.0, 0.0], [1.9, 0.9], [1.0, 0.0]])
+    assert torch.allclose(adv[:, 0, :], expect)
+
+
+def test_standardize_uses_population_moments():
+    a = torch.tensor([[1.0, 2.0], [3.0, 6.0]])
+    # mu = 3, sigma^2 = (4 + 1 + 0 + 9) / 4 = 3.5  (eq. 81b-c: 1/(N_T |I_u|))
+    z = standardize(a)
+    expect = (a - 3.0) / math.sqrt(3.5)
+    assert torch.allclose(z, expect, atol=1e-6)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 5), st.integers(2, 6), st.floats(-3, 3), st.floats(0.5, 4.0), st.integers(0, 2 ** 31 - 1))
+def test_head_log_prob_and_entropy_match_torch_distributions(size, classes, low, width, seed):
+    g = torch.Generator().manual_seed(seed)
+    high = low + width
+    cases = [(Head("b", "bernoulli", size), lambda p: D.Bernoulli(logits=p)),
+             (Head("c", "categorical", size, classes=classes), lambda p: D.Categorical(logits=p.view(7, size, classes))),
+             (Head("x", "continuous", size, low=low, high=high),
+              lambda p: D.TransformedDistribution(
+                  D.Beta(1 + torch.nn.functional.softplus(p[..., :size]), 1 + torch.nn.functional.softplus(p[..., size:])),
+                  [D.AffineTransform(low, width)]))]
+    for head, ref in cases:
+        p = torch.randn(7, H.n_params(head), generator=g) * 2
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            a = H.sample(head, p)
+        assert a.shape == (7, size)
+        logp, ent = H.log_prob_entropy(head, p, a)
+        assert torch.allclose(logp, ref(p).log_prob(a), atol=1e-4, rtol=1e-4)
+        if head.kind != "continuous":  # (no closed-form entropy in torch for the scaled Beta: see below)
+            assert torch.allclose(ent, ref(p).entropy(), atol=1e-5)
+
+
+def test_continuous_entropy_matches_monte_carlo():
+    # differential entropy of the scaled Beta head: -E[log pi(a)] by Monte Carlo, 4 standard errors
+    head = Head("x", "continuous", 3, low=-1.0, high=2.0)
+    p = torch.tensor([[0.3, -1.0, 2.0, 1.5, 0.0, -0.5]]).expand(40_000, 6)
+    torch.manual_seed(0)
+    lp, ent = (t.sum(-1) for t in H.log_prob_entropy(head, p, H.sample(head, p)))
+    se = lp.std().item() / math.sqrt(lp.numel())
+    assert ent[0].item() == pytest.approx(-lp.mean().item(), abs=4 * se)
+
+
+@pytest.mark.parametrize("head", [Head("b", "bernoulli", 3), Head("c", "categorical", 2, classes=4)])
+def test_sampling_frequencies_match_the_head_probabilities(head):
+    n = 20_000
+    p = torch.tensor([[1.5, -0.5, 0.2, -2.0, 0.7, 0.0, 3.0, -1.0][:H.n_params(head)]]).expand(n, -1)
+    torch.manual_seed(3)
+    a = H.sample(head, p)
+    if head.kind == "bernoulli":
+        freq, prob = a.mean(0), torch.sigmoid(p[0])
+    else:
+        freq = torch.nn.functional.one_hot(a.long(), head.classes).float().mean(0)
+        prob = torch.softmax(p[0].view(head.size, head.classes), -1)
+    se = torch.sqrt(prob * (1 - prob) / n)
+    assert torch.all((freq - prob).abs() <= 4 * se)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.sampled_from(["bernoulli", "categorical", "continuous"]), st.integers(1, 4), st.integers(2, 5),
+       st.floats(-5, 5), st.floats(1e-3, 10), st.floats(-1e4, 1e4), st.integers(0, 2 ** 31 - 1))
+def test_sampled_and_mode_actions_stay_in_the_head_domain(kind, size, classes, low, width, scale, seed):
+    head = Head("h", kind, size, classes=classes, low=low, high=low + width)
+    g = torch.Generator().manual_seed(seed)
+    p = torch.randn(64, 3, H.n_params(head), generator=g) * scale  # extreme logits included
+    for a in (H.sample(head, p), H.mode(head, p)):
+        assert a.shape == (64, 3, size) and torch.isfinite(a).all()
+        if kind == "bernoulli":
+            assert set(a.unique().tolist()) <= {0.0, 1.0}
+        elif kind == "categorical":
+            assert (a >= 0).all() and (a < classes).all() and (a == a.round()).all()
+        else:
+            assert (a >= head.low).all() and (a <= head.high).all()
+        assert all(torch.isfinite(t).all() for t in H.log_prob_entropy(head, p, a))
+
+
+def test_running_norm_matches_batch_moments():
+    rng = np.random.default_rng(0)
+    x = rng.normal(3.0, 2.0, (1000, 2, 5))
+    n = RunningNorm((2, 5))
+    for chunk in np.array_split(x, 7):
+        n.update(torch.as_tensor(chunk))
+    assert np.allclose(n.mean.numpy(), x.mean(0)) and np.allclose(n.var.numpy(), x.var(0))
+    z = n(torch.as_tensor(x, dtype=torch.float32))
+    assert torch.allclose(n.denormalize(z), torch.as_tensor(x, dtype=torch.float32), atol=1e-4)
+
+
+def test_anneal_is_linear_between_table_one_endpoints():
+    hp = PRESETS["paper"]
+    assert anneal(hp.clip_start, hp.clip_end, 0.0) == 0.3
+    assert anneal(hp.clip_start, hp.clip_end, 0.5) == pytest.approx(0.225)
+    assert anneal(hp.ent_start, hp.ent_end, 1.0) == pytest.approx(1e-4)
+
+
+def test_paper_preset_is_table_one():
+    hp = MAPPO({"preset": "paper"}).config.hyper()
+    assert (hp.gamma, hp.gae_lambda, hp.clip_start, hp.clip_end, hp.value_coef, hp.ent_start, hp.ent_end, hp.lr) == \
+        (0.9, 0.96, 0.3, 0.15, 0.5, 1e-3, 1e-4, 5e-5)
+    assert hp.actor_hidden == (256,) * 4 and hp.critic_hidden == (512,) * 3
+    assert MAPPO({"preset": "paper", "lr": 1e-3}).config.hyper().lr == 1e-3
+
+
+@pytest.mark.parametrize("cfg, needle", [({"topology": "mesh"}, "topology"), ({"lr": -1}, "lr"),
+                                         ({"num_envs": 0}, "num_envs"), ({"actor_hidden": [0]}, "actor_hidden"),
+                                         ({"bogus": 1}, "bogus")])
+def test_bad_config_is_one_clear_user_error(cfg, needle):
+    with pytest.raises(UserError, match=needle):
+        MAPPO(cfg)

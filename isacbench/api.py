@@ -410,8 +410,20 @@ class Solver(ABC):
     tasks: ClassVar[frozenset[str] | None] = None
     kinds: ClassVar[frozenset[str]] = frozenset({"static"})
 
+    #: config keys that do not change what the solver computes (left out of its variant label)
+    operational_keys: ClassVar[frozenset[str]] = frozenset()
+
     def __init__(self, config: Mapping | Config | None = None):
         self.config = config if isinstance(config, self.Config) else build_config(self.Config, config, f"solver {self.name}")
+
+    @property
+    def variant(self) -> str:
+        """The solver's name with its non-default settings, e.g. `mappo[topology=ccn-only]`:
+        leaderboards and sweeps compare variants, not bare names."""
+        default = self.Config().model_dump(mode="json")
+        changed = {k: v for k, v in self.config.model_dump(mode="json").items()
+                   if v != default.get(k) and k not in self.operational_keys}
+        return self.name + ("[" + ",".join(f"{k}={v}" for k, v in sorted(changed.items())) + "]" if changed else "")
 
     @classmethod
     def supports(cls, task: type[Task]) -> bool:

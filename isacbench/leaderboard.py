@@ -41,7 +41,7 @@ def runs_frame(tracker: Tracker, task: str) -> pd.DataFrame:
             if TAG + "seed" not in t:  # sweep parent runs
                 continue
             rows.append({"run_id": run.info.run_id, "instance": t.get(TAG + "instance", "?"),
-                         "solver": t.get(TAG + "solver", "?"), "seed": int(t.get(TAG + "seed", -1)),
+                         "solver": t.get(TAG + "variant", t.get(TAG + "solver", "?")), "seed": int(t[TAG + "seed"]),
                          "budget": t.get(TAG + "budget", ""), "params": run.data.params, **m})
         token = page.token
         if not token:

@@ -126,7 +126,8 @@ def run_tags(spec: RunSpec, task: Task, solver: Solver, budget: Budget) -> tuple
               **{f"task.{k}": v for k, v in task_cfg.items()},
               **{f"solver.{k}": v for k, v in solver_cfg.items()},
               **{f"budget.{k}": v for k, v in budget.to_dict().items()}}
-    tags = {TAG + "task": task.name, TAG + "solver": solver.name, TAG + "seed": str(spec.seed),
+    tags = {TAG + "task": task.name, TAG + "solver": solver.name, TAG + "variant": solver.variant,
+            TAG + "seed": str(spec.seed),
             TAG + "instance": instance_id({"task": task.name, **task_cfg}), TAG + "budget": budget.label()}
     return params, tags
 

@@ -43,20 +43,43 @@ def plan(tasks: Iterable[str], solvers: Iterable[str] | None, seeds: Iterable[in
         names = list(solvers) if solvers else list(prof.solvers or
                                                     [n for n, s in registry.load_all("solver")[0].items()
                                                      if s.supports(task_cls)])
-        for solver in names:
+        for entry in names:
+            solver, solver_config = parse_variant(entry)
             registry.check_pair(task_cls, registry.load("solver", solver))
             for instance in prof.instances:
                 for seed in (list(seeds) if seeds is not None else prof.seeds):
-                    specs.append(RunSpec(task_name, solver, seed, dict(instance), {}, prof.budget_for(solver)))
+                    specs.append(RunSpec(task_name, solver, seed, dict(instance), solver_config,
+                                         prof.budget_for(entry) if entry in prof.budgets else prof.budget_for(solver)))
     for spec in specs:
         prepare(spec)
     return specs
 
 
+def parse_variant(entry: str) -> tuple[str, dict]:
+    """'mappo[topology=ccn-only,lr=1e-4]' -> ('mappo', {'topology': 'ccn-only', 'lr': 1e-4})."""
+    import json
+
+    name, sep, rest = entry.partition("[")
+    if not sep:
+        return entry, {}
+    if not rest.endswith("]"):
+        raise UserError(f"solver variant {entry!r} is not of the form name[key=value,...]")
+    config = {}
+    for item in filter(None, rest[:-1].split(",")):
+        k, eq, v = item.partition("=")
+        if not eq:
+            raise UserError(f"solver variant {entry!r}: {item!r} is not key=value")
+        try:
+            config[k.strip()] = json.loads(v)
+        except json.JSONDecodeError:
+            config[k.strip()] = v.strip()
+    return name, config
+
+
 def key(spec: RunSpec) -> Key:
     task, solver, budget = prepare(spec)
     _, tags = run_tags(spec, task, solver, budget)
-    return task.name, tags[TAG + "instance"], solver.name, spec.seed, budget.label()
+    return task.name, tags[TAG + "instance"], solver.variant, spec.seed, budget.label()
 
 
 def finished_keys(tracker: Tracker, task: str) -> set[Key]:
@@ -68,8 +91,8 @@ def finished_keys(tracker: Tracker, task: str) -> set[Key]:
         for r in page:
             t = r.data.tags
             if TAG + "seed" in t:
-                keys.add((t[TAG + "task"], t[TAG + "instance"], t[TAG + "solver"], int(t[TAG + "seed"]),
-                          t[TAG + "budget"]))
+                keys.add((t[TAG + "task"], t[TAG + "instance"], t.get(TAG + "variant", t[TAG + "solver"]),
+                          int(t[TAG + "seed"]), t[TAG + "budget"]))
         token = page.token
         if not token:
             return keys

@@ -127,6 +127,7 @@ class OptunaSolver(Solver):
     description = "Optuna samplers (TPE, CMA-ES, GP, random, NSGA-II); any Optuna storage for parallel workers"
     Config = OptunaConfig
     kinds: ClassVar[frozenset[str]] = frozenset({"static", "sequential"})
+    operational_keys: ClassVar[frozenset[str]] = frozenset({"storage", "study_name"})
 
     def solve(self, problem: Problem, budget: Budget, rng: np.random.Generator) -> Solution:
         if budget.evaluations is None and budget.seconds is None:

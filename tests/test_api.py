@@ -110,3 +110,16 @@ def test_same_seed_same_numbers_different_seed_different_numbers():
     a, b, c = (run(RunSpec("toy:ToyTask", "random", seed=s)) for s in (7, 7, 8))
     assert (a.decision, a.objective) == (b.decision, b.objective)
     assert a.decision != c.decision
+
+
+def test_variant_names_non_default_settings_only():
+    from isacbench.registry import load
+    from isacbench.sweep import parse_variant
+
+    optuna = load("solver", "optuna")
+    assert optuna().variant == "optuna"
+    assert optuna({"sampler": "cmaes", "storage": "sqlite:///x.db"}).variant == "optuna[sampler=cmaes]"
+    name, config = parse_variant("optuna[sampler=random,n_startup_trials=5]")
+    assert (name, config) == ("optuna", {"sampler": "random", "n_startup_trials": 5})
+    with pytest.raises(UserError, match="not of the form"):
+        parse_variant("optuna[sampler=random")

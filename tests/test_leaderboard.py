@@ -18,6 +18,7 @@ def test_leaderboard_matches_an_independent_recomputation(workdir):
     assert p.returncode == 0, p.stderr
     table = pd.read_csv(workdir / "boards" / "toy.csv")
     md = (workdir / "boards" / "toy.md").read_text()
+    assert (workdir / "boards" / "toy.png").stat().st_size > 10_000 and "![toy leaderboard](toy.png)" in md
 
     client = MlflowClient(tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}")
     exp = client.get_experiment_by_name("isacbench/toy")

@@ -19,13 +19,17 @@ class SgClusterTask(Task):
 
     @classmethod
     def profiles(cls) -> dict[str, Profile]:
-        """P2 at the paper's parameters. Black-box and baseline solvers get 500 evaluations; the
-        grid search (20 x 30 x 11 points) and polyblock (340 branches) get what they need to finish."""
-        full = {"exhaustive": Budget(evaluations=7000), "polyblock": Budget(evaluations=20000),
-                "convex": Budget(evaluations=20000)}
-        return {"quick": Profile(budget=Budget(evaluations=500), budgets=full),
-                "paper": Profile(instances=({}, {"lambda_u": 3.0}), budget=Budget(evaluations=2000), budgets=full,
-                                 seeds=tuple(range(10)))}
+        """P2 at the paper's parameters. Black-box and baseline solvers get 500 evaluations; polyblock
+        and convex what they need to finish their 340 branches; exhaustive a 5-point power grid
+        (20 x 30 x 5 x 5 points)."""
+        grid = "exhaustive[real_points=5]"
+        budgets = {grid: Budget(evaluations=15000), "polyblock": Budget(evaluations=20000),
+                   "convex": Budget(evaluations=20000)}
+        solvers = ("approx-search", "convex", grid, "non-cooperative", "optuna", "polyblock", "random",
+                   "time-sharing")
+        return {"quick": Profile(budget=Budget(evaluations=500), budgets=budgets, solvers=solvers),
+                "paper": Profile(instances=({}, {"lambda_u": 3.0}), budget=Budget(evaluations=2000),
+                                 budgets=budgets, solvers=solvers, seeds=tuple(range(10)))}
 
     def problem(self) -> SgClusterProblem:
         return SgClusterProblem(self.config)

@@ -1,0 +1,102 @@
+"""Smoke test of the benchmarks at tiny sizes: each runs, its ratios are positive finite numbers
+computed from its own measurements, and the report is generated from them. No timing assertions."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from benchmarks import __main__ as cli
+from benchmarks import bench_env, bench_evaluators, bench_mappo, bench_solvers
+from benchmarks.common import fit_exponent
+from isacbench.api import Budget
+from isacbench.tasks.sg_cluster.config import SgClusterConfig
+from isacbench.tasks.sg_nulling.config import SgNullingConfig
+
+
+@pytest.fixture(scope="module")
+def sections():
+    return {m.__name__.rsplit(".", 1)[1]: m.run("tiny")
+            for m in (bench_env, bench_evaluators, bench_solvers, bench_mappo)}
+
+
+def test_every_benchmark_reports_finite_positive_figures(sections):
+    for name, sec in sections.items():
+        assert sec.results, name
+        for r in sec.results:
+            assert math.isfinite(r.value), (name, r)
+            if r.unit != "k":  # a fitted exponent may be any sign; everything else is a time, rate or ratio
+                assert r.value > 0, (name, r)
+
+
+def test_ratios_are_computed_from_their_own_measurements(sections):
+    ratios = [r for sec in sections.values() for r in sec.results if r.unit == "x"]
+    assert len(ratios) >= 4
+    for r in ratios:
+        assert r.numerator > 0 and r.denominator > 0 and math.isfinite(r.numerator)
+        assert r.value == pytest.approx(r.numerator / r.denominator, rel=1e-12)
+
+
+def test_env_bench_covers_requested_batches_and_exponent(sections):
+    names = [r.name for r in sections["bench_env"].results]
+    assert names == ["batched vs per-env loop, B=1", "batched vs per-env loop, B=4",
+                     "step time exponent in M (time ~ M^k)"]
+
+
+def test_mappo_time_shares_are_fractions(sections):
+    shares = [r.value for r in sections["bench_mappo"].results if r.unit == "fraction"]
+    assert len(shares) == 2 and all(0 < s < 1 for s in shares) and sum(shares) < 1
+
+
+def test_naive_nulling_baseline_agrees_with_vectorized_evaluator():
+    cfg = SgNullingConfig()
+    pts = [(1, 1, 1), (3, 2, 7)]
+    naive = bench_evaluators.naive_nulling(cfg, pts)
+    vec = bench_evaluators.vectorized_nulling(cfg, pts)
+    np.testing.assert_allclose(naive, vec, rtol=bench_evaluators.NULLING_AGREE)
+
+
+def test_naive_cluster_baseline_agrees_with_vectorized_evaluator():
+    cfg = SgClusterConfig()
+    pts = [(1, 0.4), (4, 1.0)]
+    kcs = {L: bench_evaluators.cluster_kc(cfg, L) for L, _ in pts}
+    naive = bench_evaluators.naive_cluster(cfg, pts, kcs)
+    np.testing.assert_allclose(naive, bench_evaluators.vectorized_cluster(cfg, pts, kcs),
+                               rtol=bench_evaluators.CLUSTER_AGREE)
+    assert naive[1] > naive[0]  # cooperation (L = 4, full power) beats L = 1 at 40% power
+
+
+def test_timed_problem_trace_matches_runner_trace():
+    task = bench_solvers.registry.load("task", "sg-nulling")()
+    run = bench_solvers.run_static(task, "random", Budget(evaluations=30))
+    assert run.evaluations == len(run.times) == 30
+    assert all(b >= a for a, b in zip(run.times, run.times[1:]))
+    assert all(b >= a for a, b in zip(run.bests, run.bests[1:]))
+    assert run.bests[-1] == run.objective  # random returns its incumbent, re-evaluated identically
+
+
+def test_time_to_target_semantics():
+    r = bench_solvers.Run("s", "b", objective=5.0, wall_s=9.0, times=[1.0, 2.0, 3.0], bests=[1.0, 4.0, 5.0])
+    assert r.time_to(3.5) == 2.0
+    assert r.time_to(5.0) == 3.0
+    assert r.time_to(6.0) is None
+    bulk = bench_solvers.Run("p", "b", objective=5.0, wall_s=9.0, times=[9.0], bests=[-math.inf])
+    assert bulk.time_to(4.9) == 9.0  # a solver that evaluates at the end reaches the target when it returns
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.floats(-3, 3), st.floats(0.1, 100))
+def test_fit_exponent_recovers_power_laws(k, c):
+    x = np.array([4.0, 9.0, 16.0, 36.0])
+    assert fit_exponent(x, c * x ** k) == pytest.approx(k, abs=1e-9)
+
+
+def test_cli_writes_report_from_measurements(tmp_path):
+    out = tmp_path / "RESULTS.md"
+    assert cli.main(["--scale", "tiny", "--only", "env", "--out", str(out)]) == 0
+    text = out.read_text()
+    for key in ("## Machine", "numpy", "torch", "load_avg_1_5_15", "batched vs per-env loop, B=4", "no torch backend"):
+        assert key in text

@@ -161,13 +161,22 @@ def rate_nats(L: int, pc_ratio, Mt: int, alpha: float, kc: float) -> np.ndarray:
         return np.sum(wz[None] * (1 - sig) / h0[None], axis=1)
     eta, we = _eta_nodes(L)
     zz, ee = z[:, None], eta[None, :]
-    base = 1 + (1 - kc) * H1(zz, 1.0, alpha, ee) + H2(zz, alpha, ee)  # (nz, ne)
+    base = _rate_base(L, alpha, kc)
     out = np.empty(len(pc))
     for k, p in enumerate(pc):  # a handful of powers per call; each is one (nz, ne) quadrature
         coop = kc * H1(zz * p, Mt - 1.0, alpha, ee) if p > 0 else 0.0
         integrand = 1 / base - sig[k][:, None] / (base + coop)
         out[k] = wz @ (integrand @ we)
     return out
+
+
+@lru_cache(maxsize=256)
+def _rate_base(L: int, alpha: float, kc: float) -> np.ndarray:
+    """The power-independent part of eq. 29's denominator on the (z, eta) grid (cached per L)."""
+    z, _ = _z_nodes()
+    eta, _ = _eta_nodes(L)
+    zz, ee = z[:, None], eta[None, :]
+    return 1 + (1 - kc) * H1(zz, 1.0, alpha, ee) + H2(zz, alpha, ee)  # (nz, ne)
 
 
 def rate_bits(L: int, pc_ratio, Mt: int, alpha: float, mu_c: float, psi: int) -> np.ndarray:

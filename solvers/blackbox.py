@@ -116,7 +116,7 @@ def make_storage(url: str | None) -> optuna.storages.BaseStorage | str | None:
             return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
         except Exception as e:  # bad URL, missing driver, unreachable server
             # workers starting together race to create the schema ("table ... already exists"): retry
-            if "already exists" in str(e) and attempt < 4:
+            if ("already exists" in str(e) or "UNIQUE constraint failed" in str(e)) and attempt < 4:
                 time.sleep(0.2 * (attempt + 1))
                 continue
             raise UserError(f"solver optuna: cannot open storage {url!r}: {e}") from None

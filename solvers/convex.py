@@ -36,7 +36,7 @@ from pydantic import Field
 
 from isacbench.api import Budget, Config, MonotonicProgram, Problem, Solution, Solver, UserError, best_or_sample
 
-from .polyblock import Meter, OutOfBudget, charge
+from .polyblock import BlockResult, Meter, OutOfBudget, charge, solve_blocks
 
 OK_STATUS = (cp.OPTIMAL, cp.OPTIMAL_INACCURATE)
 
@@ -214,14 +214,43 @@ class Convex(Solver):
     name = "convex"
     description = "successive convex approximation (cvxpy, DPP, Clarabel) on monotonic programs"
     Config = ConvexConfig
-    tasks: ClassVar[frozenset[str] | None] = frozenset({"sg-cluster"})
-    kinds: ClassVar[frozenset[str]] = frozenset({"static"})
+    tasks: ClassVar[frozenset[str] | None] = frozenset({"sg-cluster", "ent-usr"})
+    kinds: ClassVar[frozenset[str]] = frozenset({"static", "sequential"})
+
+    def _block(self, prog: MonotonicProgram, ref: np.ndarray, cap: int | None, deadline: float | None) -> BlockResult:
+        """SCA on one power block from the better (f) of the reference point and the diagonal start."""
+        meter, res = Meter(cap, deadline), ScaResult(-np.inf, None, None, 0)
+        low, width = _box(prog)
+        try:
+            u_ref = np.where(width > 0, (ref - low) / np.where(width > 0, width, 1.0), 0.0)
+            f_ref, g_ref = meter.f(prog, ref[None])[0], meter.g(prog, ref[None])[0]
+            start = (u_ref, f_ref, g_ref)
+            diag = _diagonal_start(prog, meter, self.config.screen_tol)
+            if diag is not None and diag[1] > f_ref:
+                start = diag
+            res.best, res.best_y = start[1], low + width * start[0]
+            y, val = _branch(prog, 0, start, self.config, meter, res)
+            if val > res.best:
+                res.best, res.best_y = val, y
+        except OutOfBudget:
+            res.stop = "budget"
+        return BlockResult(res.best_y if res.best_y is not None else ref, res.best, np.inf, meter.count,
+                           {"stop": res.stop, "subproblems": res.subproblems, "statuses": res.statuses})
 
     def solve(self, problem: Problem, budget: Budget, rng: np.random.Generator) -> Solution:
-        programs = problem.structure().get("monotonic")
+        structure = problem.structure()
+        if structure.get("monotonic_blocks") is not None:  # ent-usr: separable power allocation
+            sol = solve_blocks(problem, structure["monotonic_blocks"], budget, self._block)
+            statuses: dict[str, int] = {}
+            for b in sol.info["blocks"]:
+                for s, n in b.get("statuses", {}).items():
+                    statuses[s] = statuses.get(s, 0) + n
+            sol.info.update(solver=self.config.solver, statuses=statuses, program_bound=None)
+            return sol
+        programs = structure.get("monotonic")
         if not programs:
             raise UserError("solver 'convex' needs a problem exposing structure()['monotonic'] "
-                            "(sg-cluster problem=P2 or region); this problem exposes none")
+                            "(sg-cluster problem=P2 or region, ent-usr frame problems); this problem exposes none")
         remaining = getattr(problem, "remaining_evaluations", budget.evaluations)
         if remaining is not None and remaining < 2:
             return Solution(decision=best_or_sample(problem, rng), info={"stop": "budget"})

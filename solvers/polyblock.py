@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import ClassVar, Sequence
+from typing import Callable, ClassVar, Sequence
 
 import numpy as np
 from pydantic import Field
@@ -146,11 +146,21 @@ def _reduce(meter: Meter, prog: MonotonicProgram, low: np.ndarray, v: np.ndarray
 def polyblock(programs: Sequence[MonotonicProgram], *, eps: float = 1e-6, rel_eps: float = 1e-3,
               bisection_tol: float = 1e-6, reduction_tol: float | None = 1e-3, max_vertices: int = 20_000,
               max_iterations: int = 100_000, max_evaluations: int | None = None,
-              deadline: float | None = None) -> PolyblockResult:
+              deadline: float | None = None, incumbent: tuple[int, np.ndarray] | None = None) -> PolyblockResult:
     """Maximize over the union of the branches; see the module docstring for the algorithm.
-    `reduction_tol=None` turns the vertex reduction off (plain Tuy polyblock)."""
+    `reduction_tol=None` turns the vertex reduction off (plain Tuy polyblock). `incumbent` = (branch,
+    y): a known point, used as the first incumbent if feasible (2 evaluations), which lets the
+    reduction and the pruning cut from the start."""
     meter = Meter(max_evaluations, deadline)
     best, best_y, best_k = -np.inf, None, None
+    if incumbent is not None:
+        k0, y0 = incumbent[0], np.asarray(incumbent[1], dtype=float).ravel()
+        try:
+            if meter.g(programs[k0], y0[None])[0] <= 0:
+                best, best_y, best_k = float(meter.f(programs[k0], y0[None])[0]), y0.copy(), k0
+        except OutOfBudget:
+            return PolyblockResult(-np.inf, None, None, np.inf, 0, meter.count, "budget", 0, 0, 0,
+                                   [np.inf] * len(programs))
     branches: list[_Branch | None] = []
     iterations, max_count, stop, empty = 0, 0, "budget", 0
 
@@ -261,19 +271,82 @@ def charge(problem: Problem, n: int) -> None:
         problem.charge(n)
 
 
+@dataclass
+class BlockResult:
+    y: np.ndarray  # the block's point
+    value: float  # f(y)
+    bound: float  # upper bound of the block program (inf: none)
+    evaluations: int
+    info: dict
+
+
+BlockSolver = Callable[[MonotonicProgram, np.ndarray, "int | None", "float | None"], BlockResult]
+
+
+def solve_blocks(problem: Problem, blocks, budget: Budget, block_solver: BlockSolver) -> Solution:
+    """Separable power programs (`structure()["monotonic_blocks"]`, e.g. ent-usr's CCN / CFN blocks,
+    `tasks/ent_usr/power.py`): the objective is the sum of the blocks' objectives, so each block is
+    solved alone (`block_solver(program, reference point, evaluation cap, deadline)`), the remaining
+    evaluations and time split evenly over the blocks still to solve. Each block starts from the
+    reference decision's point (one f evaluation) and keeps it when the solver finds nothing better.
+    The program value and bound are the sums over the blocks (`info`); they hold for the fixed
+    topology and beams only, so no `Solution.bound` is claimed for the frame problem. Finally the
+    program's decision and the reference decision are both evaluated (2 evaluations), the better kept."""
+    charge(problem, blocks.reference_evaluations)
+    remaining = getattr(problem, "remaining_evaluations", budget.evaluations)
+    remaining = None if remaining is None else remaining - 2 - len(blocks.programs)
+    start, n = time.perf_counter(), len(blocks.programs)
+    # blocks get 90 % of the time left: the 2 final evaluations must fit in the rest
+    seconds = None if budget.seconds is None else 0.9 * max(budget.seconds - getattr(problem, "elapsed", 0.0), 0.0)
+    ys, value, bound, used, per_block = [], 0.0, 0.0, n, []
+    for k, (prog, ref) in enumerate(zip(blocks.programs, blocks.reference)):
+        f_ref = float(prog.objective(ref[None])[0])
+        cap = None if remaining is None else max(remaining // (n - k), 0)
+        deadline = None if seconds is None else start + seconds * (k + 1) / n
+        res = block_solver(prog, ref, cap, deadline)
+        if remaining is not None:
+            remaining -= res.evaluations
+        used += res.evaluations
+        y, val = (res.y, res.value) if res.value > f_ref else (ref, f_ref)
+        ys.append(y)
+        value, bound = value + val, bound + max(res.bound, val)
+        per_block.append({"block": prog.label, "value": val, "bound": res.bound, "evaluations": res.evaluations,
+                          **res.info})
+    charge(problem, used)
+    decision = blocks.combine(ys)
+    info = {"program_value": value, "program_bound": bound if np.isfinite(bound) else None,
+            "structure_evaluations": used, "blocks": per_block}
+    ev, ev_ref = problem.evaluate(decision), problem.evaluate(blocks.x_ref)
+    info.update(verified_objective=float(ev.objective), reference_objective=float(ev_ref.objective))
+    keep = ev.feasible and (not ev_ref.feasible or ev.objective >= ev_ref.objective)
+    info["kept"] = "program" if keep else "reference"
+    return Solution(decision=decision if keep else dict(blocks.x_ref), info=info)
+
+
 class Polyblock(Solver):
     name = "polyblock"
     description = "Tuy's polyblock outer approximation for monotonic programs; certifies an upper bound"
     Config = PolyblockConfig
-    # ent-usr's frame problem exposes no monotonic structure yet (see docs/solvers/polyblock.md)
-    tasks: ClassVar[frozenset[str] | None] = frozenset({"sg-cluster"})
-    kinds: ClassVar[frozenset[str]] = frozenset({"static"})
+    tasks: ClassVar[frozenset[str] | None] = frozenset({"sg-cluster", "ent-usr"})
+    kinds: ClassVar[frozenset[str]] = frozenset({"static", "sequential"})
+
+    def _block(self, prog: MonotonicProgram, ref: np.ndarray, cap: int | None, deadline: float | None) -> BlockResult:
+        c = self.config
+        res = polyblock([prog], eps=c.eps, rel_eps=c.rel_eps, bisection_tol=c.bisection_tol,
+                        reduction_tol=c.reduction_tol if c.reduce else None, max_vertices=c.max_vertices,
+                        max_iterations=c.max_iterations, max_evaluations=cap, deadline=deadline,
+                        incumbent=(0, ref))
+        return BlockResult(res.best_y, res.best, res.bound, res.evaluations,
+                           {"stop": res.stop, "iterations": res.iterations})
 
     def solve(self, problem: Problem, budget: Budget, rng: np.random.Generator) -> Solution:
-        programs = problem.structure().get("monotonic")
+        structure = problem.structure()
+        if structure.get("monotonic_blocks") is not None:  # ent-usr: separable power allocation
+            return solve_blocks(problem, structure["monotonic_blocks"], budget, self._block)
+        programs = structure.get("monotonic")
         if not programs:
             raise UserError("solver 'polyblock' needs a problem exposing structure()['monotonic'] "
-                            "(sg-cluster problem=P2 or region); this problem exposes none")
+                            "(sg-cluster problem=P2 or region, ent-usr frame problems); this problem exposes none")
         remaining = getattr(problem, "remaining_evaluations", budget.evaluations)
         if remaining is not None and remaining < 2:
             return Solution(decision=best_or_sample(problem, rng), info={"stop": "budget", "structure_evaluations": 0})

@@ -41,9 +41,10 @@ class InterferenceChannel(Problem):
     def min_powers(self, y: np.ndarray) -> np.ndarray:
         """(n, K) minimal powers reaching SINRs y; +inf rows where none exist."""
         D = y[:, :, None] * self.B[None]
-        A = np.eye(self.K)[None] - D
-        p = np.linalg.solve(A, (y * self.s)[:, :, None])[:, :, 0]
         rho = np.abs(np.linalg.eigvals(D)).max(axis=1)
+        A = np.eye(self.K)[None] - D
+        A[rho >= 1] = np.eye(self.K)  # no finite powers there (and I - D may be singular)
+        p = np.linalg.solve(A, (y * self.s)[:, :, None])[:, :, 0]
         p[(rho >= 1) | (p < -1e-12).any(axis=1)] = np.inf
         return p
 

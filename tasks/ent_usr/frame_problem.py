@@ -8,31 +8,64 @@ Decision variables (compact parametrization of eq. 47-51; beams are codebook MRT
   grp_{m}      Integer 0..R-1  CFN of CCN m (eq. 65); feasible iff every |S_r| <= M_max (eq. 52)
   wl_{a}, wf_{a} Real [0, 1]   sensing weight of AP a in the L / F regime: each served user gets a
                                share proportional to 1 - w, each served target to w (0.5 = equal power)
-The objective is the frame's USR (eq. 42) computed with the estimated CSI of the frame."""
+Optional (default 1, not sampled by black-box solvers; see `FrameSpace`):
+  lv_{m}_{j}   Real [0, LV_MAX] power level of service j of CCN m: every AP's share for it is scaled by
+                               lv, then an AP whose shares exceed its budget scales them all down (eq. 16-17)
+The objective is the frame's USR (eq. 42) computed with the estimated CSI of the frame.
+`structure()` exposes the power allocation for the topology and beams of a reference decision as
+monotonic programs (`power.PowerPrograms`)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Mapping
 
 import numpy as np
 
-from isacbench.api import Evaluation, Integer, Problem, Real, Space
+from isacbench.api import Evaluation, Integer, Problem, Real, Space, UserError
 
 from . import actions as act
 from . import model
 from .config import Params
+from .power import LV_MAX, PowerPrograms, apply_levels
+
+
+@dataclass(frozen=True)
+class FrameSpace(Space):
+    """The 76 sampled variables plus optional ones with defaults: a decision may omit them (black-box
+    solvers never see them) or set them (power-allocation solvers); `check` keeps the ones given.
+    The core Space has no optional variables; this subclass works around that."""
+
+    optional: tuple[Real, ...] = ()
+    defaults: tuple[float, ...] = ()
+
+    def check(self, x: Mapping) -> dict:
+        opt = {v.name: v for v in self.optional}
+        out = super().check({k: v for k, v in x.items() if k not in opt})
+        for name, val in x.items():
+            if name in opt:
+                try:
+                    val = float(val)
+                except (TypeError, ValueError):
+                    raise UserError(f"decision variable {name!r}: cannot parse {val!r} as a real") from None
+                if not opt[name].contains(val):
+                    raise UserError(f"decision variable {name!r}={val!r} is outside reals "
+                                    f"[{opt[name].low}, {opt[name].high}]")
+                out[name] = val
+        return out
 
 
 class EntUsrFrameProblem(Problem):
     def __init__(self, p: Params, state: model.FrameState, label: str = ""):
         self.p, self.state, self.label = p, state, label
         nk = p.K + p.Q
-        self.space = Space(
+        levels = tuple(Real(f"lv_{m}_{j}", 0.0, LV_MAX) for m in range(p.M) for j in range(nk))
+        self.space = FrameSpace(
             tuple(Integer(f"fed_{m}_{j}", 0, 1) for m in range(p.M) for j in range(nk))
             + tuple(Integer(f"bl_{m}", 0, p.B) for m in range(p.M))
             + tuple(Real(f"pl_{a}", 0.0, 1.0) for a in range(p.MA))
             + tuple(Integer(f"grp_{m}", 0, p.R - 1) for m in range(p.M))
             + tuple(Real(f"wl_{a}", 0.0, 1.0) for a in range(p.MA))
-            + tuple(Real(f"wf_{a}", 0.0, 1.0) for a in range(p.MA)))
+            + tuple(Real(f"wf_{a}", 0.0, 1.0) for a in range(p.MA)), optional=levels, defaults=(1.0,) * len(levels))
 
     # -------------------------------------------------------------- conversions
     def to_decision(self, x: Mapping, repair: bool = True) -> model.Decision:
@@ -45,7 +78,8 @@ class EntUsrFrameProblem(Problem):
         d = act.rule_decision(p, fed[None, :, : p.K].reshape(1, p.MK), fed[None, :, p.K:].reshape(1, p.MQ),
                               vec("bl", p.M).astype(np.int64), vec("pl", p.MA) * p.P_max, group,
                               vec("wl", p.MA), vec("wf", p.MA), repair=repair)
-        return d
+        lv = np.array([[float(x.get(f"lv_{m}_{j}", 1.0)) for j in range(nk)] for m in range(p.M)])
+        return apply_levels(p, d, lv[None])
 
     def rule(self, fed: np.ndarray, group: np.ndarray) -> dict:
         """The baselines' decision for classification fed (M, K+Q) and grouping (M,): each CCN keeps
@@ -63,6 +97,27 @@ class EntUsrFrameProblem(Problem):
     def contiguous_groups(self) -> np.ndarray:
         """CCN m -> CFN floor(m R / M): R blocks of consecutive (row-major, adjacent) CCNs."""
         return (np.arange(self.p.M) * self.p.R) // self.p.M
+
+    def reference(self) -> dict:
+        """Default topology of `structure()`: the better (USR) of the CCN-only and CFN-only rules."""
+        p = self.p
+        xs = [self.rule(np.zeros((p.M, p.K + p.Q), bool), self.contiguous_groups()),
+              self.rule(np.ones((p.M, p.K + p.Q), bool), self.contiguous_groups())]
+        return max(xs, key=lambda x: self.evaluate(x).objective)
+
+    def structure(self, reference: Mapping | None = None) -> dict:
+        """The power allocation at the topology, sensing weights and beams of `reference` (default:
+        `self.reference()`, whose 2 evaluations are not counted here: `reference_evaluations` says how
+        many a solver should charge): "monotonic_blocks" (`PowerPrograms`: one MonotonicProgram per CCN / CFN
+        block, objectives adding up to the USR) and "monotonic" (the joint program, one branch)."""
+        x = self.space.check(reference if reference is not None else self.reference())
+        spent = 0 if reference is not None else 2  # the two rule evaluations of reference()
+        if self.cfn_excess(x):
+            x = {**x, **{f"grp_{m}": int(g) for m, g in enumerate(act.repair_groups(
+                np.array([[x[f"grp_{m}"] for m in range(self.p.M)]]), self.p)[0])}}
+        progs = PowerPrograms(self.p, self.state, x, self.to_decision)
+        progs.reference_evaluations = spent
+        return {"monotonic": [progs.joint()], "monotonic_blocks": progs}
 
     # -------------------------------------------------------------- evaluation
     def cfn_excess(self, x: Mapping) -> float:

@@ -1,0 +1,238 @@
+"""ent-usr per-frame power allocation: the monotonic SINR-space programs of tasks/ent_usr/power.py and
+the polyblock / convex solvers on them (cross-checked against exhaustive grids and the model)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from isacbench.api import Budget, BudgetedProblem, UserError
+from isacbench.solvers.convex import Convex, LinearizedStep
+from isacbench.solvers.mrt_baselines import RandomMRT
+from isacbench.solvers.polyblock import Polyblock, polyblock
+from isacbench.tasks.ent_usr import EntUsrTask, model
+from isacbench.tasks.ent_usr.power import LV_MAX
+
+SMALL = {"M": 1, "R": 1, "A": 2, "K": 2, "Q": 1, "frames_per_episode": 2, "eval_episodes": 1}
+FULL = {"frames_per_episode": 2, "eval_episodes": 2}  # Table I sizes (M = 4, 76 variables)
+
+
+def frame(cfg, b=0):
+    task = EntUsrTask(cfg)
+    return task, task.frame_problems(task.eval_env())[b]
+
+
+def with_levels(x, lv, p):
+    nk = p.K + p.Q
+    return {**x, **{f"lv_{s // nk}_{s % nk}": float(v) for s, v in enumerate(np.ravel(lv))}}
+
+
+def topologies(prob, rng):
+    p = prob.p
+    nk = p.K + p.Q
+    return {"ccn": prob.rule(np.zeros((p.M, nk), bool), prob.contiguous_groups()),
+            "cfn": prob.rule(np.ones((p.M, nk), bool), prob.contiguous_groups()),
+            "mixed": prob.rule(rng.integers(0, 2, (p.M, nk)).astype(bool), prob.contiguous_groups())}
+
+
+_, FULL_PROB = frame(FULL)
+FULL_PROGS = {k: FULL_PROB.structure(x)["monotonic_blocks"]
+              for k, x in topologies(FULL_PROB, np.random.default_rng(5)).items()}
+
+
+# ------------------------------------------------------------------ the frame problem's power levels
+def test_power_levels_are_optional_and_default_to_the_rule():
+    task, prob = frame(FULL)
+    p = task.params
+    x = RandomMRT().solve(prob, Budget(), np.random.default_rng(1)).decision
+    assert len(prob.space.variables) == 76 and not any(k.startswith("lv_") for k in x)
+    ones = with_levels(x, np.ones(p.M * (p.K + p.Q)), p)
+    assert prob.space.check(ones) == ones
+    a, b = prob.to_decision(x), prob.to_decision(ones)
+    np.testing.assert_array_equal(a.frac_loc, b.frac_loc)
+    np.testing.assert_array_equal(a.frac_fed, b.frac_fed)
+    assert prob.evaluate(ones).objective == prob.evaluate(x).objective
+    with pytest.raises(UserError, match="lv_0_0"):
+        prob.evaluate({**x, "lv_0_0": LV_MAX + 1})
+    # halving every level halves every share (budgets then hold with room to spare)
+    half = prob.to_decision(with_levels(x, np.full(p.M * (p.K + p.Q), 0.5), p))
+    np.testing.assert_allclose(half.frac_loc, 0.5 * a.frac_loc)
+    # levels above the budget are scaled back to it, keeping their ratios (eq. 16-17)
+    big = prob.to_decision(with_levels(x, np.full(p.M * (p.K + p.Q), 3.0), p))
+    np.testing.assert_allclose(big.frac_fed, a.frac_fed, atol=1e-15)
+
+
+# ------------------------------------------------------------------ the programs reproduce the model
+@pytest.mark.parametrize("topo", ["ccn", "cfn", "mixed"])
+def test_block_terms_reproduce_the_model(topo):
+    progs, p = FULL_PROGS[topo], FULL_PROB.p
+    rng = np.random.default_rng(2)
+    nk = p.K + p.Q
+    for _ in range(4):
+        lv = rng.uniform(0, 1.2, p.M * nk)
+        x = with_levels(progs.x_ref, lv, p)
+        out = model.evaluate(p, FULL_PROB.state, FULL_PROB.to_decision(x))
+        for k, b in enumerate(progs.blocks):
+            lb = lv[np.concatenate([b.users, b.targets])][None]
+            if (lb @ b.load.T).max() > 1:  # the frame problem scales over-budget APs; the program does not
+                continue
+            sinr = b.sinr(lb)[0]  # (I, U): eq. 24-25
+            if b.label.startswith("ccn"):
+                m = int(b.label[3:])
+                want = out["sinr_loc"][0, m, b.users % nk][None]
+            else:
+                cells = np.flatnonzero(progs.d_unit.group[0] == int(b.label[3:]))
+                users = (b.users // nk) * p.K + b.users % nk
+                want = out["sinr_fed"][0][users][:, cells].T
+            np.testing.assert_allclose(sinr, want, rtol=2e-4)  # the model runs in complex64
+            # same formulas; the beam gains go through complex64 steering vectors (relative error ~1e-7)
+            assert progs.sense_utility(k, lb)[0] == pytest.approx(out["u_sense"][0, b.target_q].sum(), rel=1e-6)
+
+
+def test_ccn_blocks_sum_to_the_usr():
+    """CCN blocks (one subband): the program at y = (SINR(lv), lv_t) gives back the levels lv and
+    the sum of the block objectives is the frame's USR (eq. 42)."""
+    progs, p = FULL_PROGS["ccn"], FULL_PROB.p
+    rng = np.random.default_rng(3)
+    for _ in range(3):
+        lv = rng.uniform(0.2, 1.0, p.M * (p.K + p.Q))
+        usr = FULL_PROB.evaluate(with_levels(progs.x_ref, lv, p)).objective
+        total = 0.0
+        for k, b in enumerate(progs.blocks):
+            lb = lv[np.concatenate([b.users, b.targets])][None]
+            y = np.concatenate([b.sinr(lb)[0, 0], lb[0, len(b.users):]])[None]
+            np.testing.assert_allclose(progs.levels(k, y), lb, rtol=1e-9)
+            assert progs.constraint(k, y)[0] <= 0
+            total += progs.objective(k, y)[0]
+        assert total == pytest.approx(usr, rel=1e-5)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.sampled_from(["ccn", "cfn", "mixed"]), st.integers(0, 10**6), st.floats(0.0, 1.0))
+def test_objective_and_constraint_are_increasing(topo, seed, scale):
+    progs = FULL_PROGS[topo]
+    rng = np.random.default_rng(seed)
+    k = int(rng.integers(len(progs.blocks)))
+    pr = progs.programs[k]
+    y = pr.high * rng.uniform(0, scale, size=(8, len(pr.high)))
+    z = y + (pr.high - y) * rng.uniform(0, 1, y.shape) * (rng.uniform(size=y.shape) < 0.5)
+    f_y, f_z, g_y, g_z = pr.objective(y), pr.objective(z), pr.constraint(y), pr.constraint(z)
+    assert np.all(f_z >= f_y - 1e-12 * np.abs(f_y)) and np.all(g_z >= g_y - 1e-12 * np.abs(g_y))
+
+
+# ------------------------------------------------------------------ polyblock and convex vs exhaustive
+def grid_max(pr, points=41):
+    axes = [np.linspace(lo, hi, points) for lo, hi in zip(pr.low, pr.high)]
+    y = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, len(pr.low))
+    ok = pr.constraint(y) <= 0
+    return pr.objective(y[ok]).max()
+
+
+def test_polyblock_matches_the_exhaustive_grid_on_a_small_frame():
+    _, prob = frame(SMALL)
+    pr = prob.structure()["monotonic_blocks"].programs[0]
+    assert len(pr.high) == 3  # 2 users' SINR targets and 1 target's level
+    res = polyblock([pr], max_evaluations=20000, rel_eps=1e-4)
+    best_grid = grid_max(pr)
+    assert res.stop == "gap" and res.best >= best_grid - 1e-9 and res.bound >= best_grid
+    # the grid's spacing is 1/40 of the box; the certified gap says how far its best can be
+    assert res.bound - res.best <= 1e-4 * res.best
+    assert res.best - best_grid <= 0.01 * best_grid
+    cvx = Convex().solve(prob, Budget(evaluations=3000), np.random.default_rng(0))
+    assert cvx.info["program_value"] <= res.bound + 1e-12
+    # SCA is local: it improves on the reference point but need not reach the optimum
+    progs = prob.structure()["monotonic_blocks"]
+    assert cvx.info["program_value"] >= pr.objective(progs.reference[0][None])[0]
+
+
+def test_power_space_exhaustive_never_beats_the_polyblock_bound():
+    """Exhaustive over the frame problem's own power levels (lv of both users and the target,
+    evaluated by EntUsrFrameProblem.evaluate): no budget-feasible point beats polyblock's bound."""
+    _, prob = frame(SMALL)
+    p = prob.p
+    sol = Polyblock({"rel_eps": 1e-4}).solve(prob, Budget(evaluations=20000), np.random.default_rng(0))
+    progs = prob.structure()["monotonic_blocks"]
+    b = progs.blocks[0]
+    axes = np.linspace(0, 1.0 / b.load.max(axis=0), 9)  # (9, 3) levels up to each service's cap
+    best = -np.inf
+    for i in range(9):
+        for j in range(9):
+            for t in range(9):
+                lv = np.array([axes[i, 0], axes[j, 1], axes[t, 2]])
+                if (b.load @ lv).max() > 1:
+                    continue
+                full = np.zeros(p.K + p.Q)
+                full[np.concatenate([b.users, b.targets])] = lv
+                x = with_levels(progs.x_ref, full, p)
+                best = max(best, prob.evaluate(x).objective)
+    assert best <= sol.info["program_bound"] + 1e-9
+    assert sol.info["verified_objective"] >= best - 1e-6 * best
+    assert sol.info["verified_objective"] == pytest.approx(sol.info["program_value"], rel=1e-6)
+
+
+@pytest.mark.parametrize("topo", ["ccn", "mixed"])
+def test_bounds_dominate_every_value_on_full_frames(topo):
+    """Full-size frames: polyblock's bound (each block stopped early) is above the convex value, the
+    reference point and random feasible points of every block."""
+    progs = FULL_PROGS[topo]
+    rng = np.random.default_rng(4)
+    pb, cvx = Polyblock(), Convex()
+    for k, pr in enumerate(progs.programs):
+        res = pb._block(pr, progs.reference[k], 600, None)
+        c = cvx._block(pr, progs.reference[k], 600, None)
+        y = pr.high * rng.uniform(0, 0.3, size=(300, len(pr.high)))
+        f = pr.objective(y)[pr.constraint(y) <= 0]
+        top = max([c.value, pr.objective(progs.reference[k][None])[0], *f])
+        assert res.bound >= top
+        assert c.value >= pr.objective(progs.reference[k][None])[0]  # SCA starts from the reference
+        assert all(s in ("optimal", "optimal_inaccurate") for s in c.info["statuses"])
+
+
+# ------------------------------------------------------------------ per frame, end to end
+@pytest.mark.parametrize("solver", [Polyblock, Convex])
+def test_solvers_act_per_frame_and_never_lose_to_the_reference(solver):
+    task = EntUsrTask(FULL)
+    env = task.eval_env()
+    for prob in task.frame_problems(env):
+        bp = BudgetedProblem(prob, Budget(evaluations=300))
+        sol = solver().solve(bp, Budget(evaluations=300), np.random.default_rng(0))
+        assert bp.evaluations <= 300
+        ev = prob.evaluate(sol.decision)
+        rules = topologies(prob, np.random.default_rng(0))  # the default reference: best of CCN / CFN rules
+        assert sol.info["reference_objective"] == max(prob.evaluate(rules[k]).objective for k in ("ccn", "cfn"))
+        assert ev.feasible and ev.objective >= sol.info["reference_objective"]
+    out = task.evaluate_per_frame(solver(), Budget(evaluations=300), np.random.default_rng(0))
+    assert out.evaluations <= 300 * task.params.frames * env.num_envs
+    assert out.evaluation.metrics["infeasible_frames"] == 0 and out.evaluation.objective > 0
+
+
+@pytest.mark.parametrize("solver", [Polyblock, Convex])
+def test_time_budget_leaves_room_for_the_final_evaluations(solver):
+    _, prob = frame(FULL)
+    bp = BudgetedProblem(prob, Budget(seconds=0.3))
+    sol = solver().solve(bp, Budget(seconds=0.3), np.random.default_rng(0))  # raises BudgetExhausted if not
+    assert sol.info["structure_evaluations"] > 100 and prob.evaluate(sol.decision).feasible
+
+
+def test_convex_compiles_once_and_reports_statuses():
+    task = EntUsrTask(FULL)
+    probs = task.frame_problems(task.eval_env())
+    sols = [Convex().solve(BudgetedProblem(pr, Budget(evaluations=400)), Budget(evaluations=400),
+                           np.random.default_rng(0)) for pr in probs]
+    dims = {len(pr.high) for pr in probs[0].structure()["monotonic_blocks"].programs}
+    steps = [LinearizedStep.of(d, "CLARABEL") for d in dims]
+    assert all(s is LinearizedStep.of(d, "CLARABEL") for s, d in zip(steps, dims))
+    for sol in sols:
+        assert sol.info["solver"] == "CLARABEL" and sum(sol.info["statuses"].values()) > 0
+        assert set(sol.info["statuses"]) <= {"optimal", "optimal_inaccurate"}
+
+
+def test_joint_program_is_the_sum_of_the_blocks():
+    progs = FULL_PROGS["mixed"]
+    joint = FULL_PROB.structure(progs.x_ref)["monotonic"][0]
+    y = np.concatenate(progs.reference)[None]
+    assert joint.objective(y)[0] == pytest.approx(sum(pr.objective(r[None])[0]
+                                                      for pr, r in zip(progs.programs, progs.reference)), rel=1e-12)
+    assert joint.constraint(y)[0] <= 0 and joint.constraint(joint.high[None])[0] > 0
+    assert FULL_PROB.space.check(joint.to_decision(y[0])) == progs.combine(progs.reference)

@@ -337,11 +337,18 @@ class Task(ABC):
     kind: ClassVar[str] = "static"
     Config: ClassVar[type[TaskConfig]] = TaskConfig
     default_budget: ClassVar[Budget] = Budget(evaluations=200)
+    #: per-solver defaults where a solver needs another budget to do real work (e.g. polyblock)
+    solver_budgets: ClassVar[dict[str, Budget]] = {}
     #: metrics shown as leaderboard columns next to the objective
     leaderboard_metrics: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: Mapping | TaskConfig | None = None):
         self.config = config if isinstance(config, self.Config) else build_config(self.Config, config, f"task {self.name}")
+
+    @classmethod
+    def budget_for(cls, solver: str) -> Budget:
+        """The default budget of `solver` on this task."""
+        return cls.solver_budgets.get(solver, cls.default_budget)
 
     def problem(self) -> Problem:
         raise NotImplementedError

@@ -64,13 +64,14 @@ def parse_seeds(seed: Optional[int], seeds: Optional[str]) -> list[int]:
     return out_seeds
 
 
-def make_budget(task: str, evals: Optional[int], seconds: Optional[float], frames: Optional[int]) -> Budget | None:
+def make_budget(task: str, solver: str, evals: Optional[int], seconds: Optional[float],
+                frames: Optional[int]) -> Budget | None:
     for name, v in (("--budget-evals", evals), ("--budget-seconds", seconds), ("--budget-frames", frames)):
         if v is not None and v <= 0:
             raise UserError(f"{name} {v} must be > 0")
     if evals is None and seconds is None and frames is None:
         return None
-    base = registry.load("task", task).default_budget
+    base = registry.load("task", task).budget_for(registry.load("solver", solver).name)
     return Budget(evaluations=evals if evals is not None else base.evaluations,
                   seconds=seconds if seconds is not None else base.seconds,
                   frames=frames if frames is not None else base.frames)
@@ -136,7 +137,7 @@ def run(task: str = typer.Option(..., "--task", "-t", help="task name or module:
             raise UserError(f"solver {solver!r} has no device setting; --device applies to learning solvers")
         scfg["device"] = device
     specs = [RunSpec(task, solver, s, parse_pairs(config, "--config"), scfg,
-                     make_budget(task, budget_evals, budget_seconds, budget_frames)) for s in seed_list]
+                     make_budget(task, solver, budget_evals, budget_seconds, budget_frames)) for s in seed_list]
     prepare(specs[0])  # validate everything before anything is recorded
     tracker = None if no_track else Tracker(tracking_uri)
     results = []

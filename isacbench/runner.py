@@ -62,7 +62,7 @@ def prepare(spec: RunSpec) -> tuple[Task, Solver, Budget]:
     registry.check_pair(task_cls, solver_cls)
     task = task_cls(spec.task_config)
     solver = solver_cls(spec.solver_config)
-    budget = spec.budget or task.default_budget
+    budget = spec.budget or task.budget_for(solver.name)
     if spec.seed < 0:
         raise UserError(f"seed {spec.seed} is negative; seeds are integers >= 0")
     return task, solver, budget

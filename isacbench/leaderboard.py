@@ -129,7 +129,7 @@ def plot(table: pd.DataFrame, path: Path, task: str) -> None:
     import matplotlib.pyplot as plt
 
     groups = list(table.groupby("instance", sort=False))
-    fig, axes = plt.subplots(1, len(groups), figsize=(5.5 * len(groups), 0.45 * table["solver"].nunique() + 1.6),
+    fig, axes = plt.subplots(1, len(groups), figsize=(max(8.0, 5.5 * len(groups)), 0.45 * table["solver"].nunique() + 1.6),
                              squeeze=False)
     for ax, (inst, g) in zip(axes[0], groups):
         g = g.iloc[::-1]

@@ -3,11 +3,12 @@ and returns their paths; `cfg` (the task's config, paper defaults if None) is th
 figure varies. Analytic series use the closed forms; Monte Carlo series the simulator."""
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
+
+from isacbench.figures import write_figure
 
 from . import analytic as A
 from . import montecarlo as M
@@ -28,28 +29,6 @@ def _with(cfg: SgClusterConfig | None, **update) -> SgClusterConfig:
     return SgClusterConfig(**{**base, **update})
 
 
-def _write(out_dir: Path, n: int, header: list[str], rows: list, draw: Callable) -> list[Path]:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    csv_path, png_path = out_dir / f"fig{n}.csv", out_dir / f"fig{n}.png"
-    with open(csv_path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(header)
-        w.writerows(rows)
-    fig, ax = plt.subplots(figsize=(6, 4.2))
-    draw(ax)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(png_path, dpi=120)
-    plt.close(fig)
-    return [png_path, csv_path]
-
-
 def fig3(out_dir: Path, progress: Progress, samples: int = 3000, cfg: SgClusterConfig | None = None) -> list[Path]:
     """GDoP vs N: Prop. 1 (eq. 16), Corollary 1 (eq. 17) and simulated angles (mean, median)."""
     cfg, Ns, rows = cfg or SgClusterConfig(), list(range(2, 21)), []
@@ -66,7 +45,7 @@ def fig3(out_dir: Path, progress: Progress, samples: int = 3000, cfg: SgClusterC
         ax.errorbar(r[:, 0], r[:, 3], yerr=3 * r[:, 4], fmt="o", ms=3, label="Monte Carlo mean (+-3 SE)")
         ax.semilogy(r[:, 0], r[:, 5], "x", label="Monte Carlo median")
         ax.set(xlabel="N", ylabel="GDoP", title="Fig. 3: GDoP vs N (mean diverges for N <= 3)")
-    return _write(out_dir, 3, ["N", "prop1", "corollary1", "mc_mean", "mc_se", "mc_median"], rows, draw)
+    return write_figure(out_dir, 3, ["N", "prop1", "corollary1", "mc_mean", "mc_se", "mc_median"], rows, draw)
 
 
 def _sensing_fig(n: int, acceptance: bool, out_dir: Path, progress: Progress, samples: int,
@@ -92,7 +71,7 @@ def _sensing_fig(n: int, acceptance: bool, out_dir: Path, progress: Progress, sa
         ax.set_yscale("log")
         ax.set(xlabel="N", ylabel="root CRLB [m]", title=f"Fig. {n}: root CRLB vs N "
                + ("(acceptance simulated)" if acceptance else "(kappa_s = 1)"))
-    return _write(out_dir, n, ["N", "kappa_s", "root_eq19", "root_eq21_24", "root_thm1", "root_mc", "root_mc_se"],
+    return write_figure(out_dir, n, ["N", "kappa_s", "root_eq19", "root_eq21_24", "root_thm1", "root_mc", "root_mc_se"],
                   rows, draw)
 
 
@@ -132,7 +111,7 @@ def fig6(out_dir: Path, progress: Progress, samples: int = 400, cfg: SgClusterCo
                 ok = m & np.isfinite(r[:, 4])
                 ax.errorbar(r[ok, 1], r[ok, 4], yerr=3 * r[ok, 5], fmt="o", ms=3, color=line.get_color())
         ax.set(xlabel="L", ylabel="R_c [bits/s/Hz]", title="Fig. 6: rate vs L (markers: Monte Carlo)")
-    return _write(out_dir, 6, ["mu_c", "L", "pc_ratio", "rate_eq29", "rate_mc", "rate_mc_se"], rows, draw)
+    return write_figure(out_dir, 6, ["mu_c", "L", "pc_ratio", "rate_eq29", "rate_mc", "rate_mc_se"], rows, draw)
 
 
 def fig7(out_dir: Path, progress: Progress, samples: int = 300, cfg: SgClusterConfig | None = None) -> list[Path]:
@@ -157,7 +136,7 @@ def fig7(out_dir: Path, progress: Progress, samples: int = 300, cfg: SgClusterCo
             ax.plot(r[m, 1], r[m, 3], ls + "s", ms=3, label=f"exhaustive eq. 29, mu={mu:g}")
             ax.plot(r[m, 1], r[m, 4], "x", ms=6, label=f"exhaustive Monte Carlo, mu={mu:g}")
         ax.set(xlabel="psi (resource blocks)", ylabel="optimal L", title="Fig. 7: optimal cluster size")
-    return _write(out_dir, 7, ["mu_c", "psi", "L_approx", "L_eq29", "L_mc"], rows, draw)
+    return write_figure(out_dir, 7, ["mu_c", "psi", "L_approx", "L_eq29", "L_mc"], rows, draw)
 
 
 def _region_fig(n: int, variants: list[tuple[str, dict]], out_dir: Path, progress: Progress,
@@ -183,7 +162,7 @@ def _region_fig(n: int, variants: list[tuple[str, dict]], out_dir: Path, progres
                 ax.plot([r[6] for r in pts], [r[5] for r in pts], ls, label=f"{scheme}, {label}")
         ax.set_xscale("log")
         ax.set(xlabel="root CRLB [m]", ylabel="R_c [bits/s/Hz]", title=f"Fig. {n}: rate / root-CRLB boundary (eq. 39)")
-    return _write(out_dir, n, ["variant", "scheme", "L", "N", "p_c", "rate", "root_crlb"], rows, draw)
+    return write_figure(out_dir, n, ["variant", "scheme", "L", "N", "p_c", "rate", "root_crlb"], rows, draw)
 
 
 def fig8(out_dir: Path, progress: Progress, cfg: SgClusterConfig | None = None) -> list[Path]:
@@ -223,7 +202,7 @@ def fig10(out_dir: Path, progress: Progress, cfg: SgClusterConfig | None = None)
         ax.loglog(x, r[:, 8], "--", label="time sharing (best tau)")
         ax.loglog(x, r[:, 7], ":", label="non-cooperative (L = N = 1)")
         ax.set(xlabel="rho (rho = 0 drawn at 1e-5)", ylabel="T^ISAC", title="Fig. 10: weighted S&C performance")
-    return _write(out_dir, 10, ["rho", "t_isac", "rate", "inv_root_crlb", "L", "N", "p_c", "t_noncoop", "t_timesharing"],
+    return write_figure(out_dir, 10, ["rho", "t_isac", "rate", "inv_root_crlb", "L", "N", "p_c", "t_noncoop", "t_timesharing"],
                   rows, draw)
 
 

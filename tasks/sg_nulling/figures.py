@@ -5,11 +5,12 @@ Monte Carlo series use the config's mc_samples / mc_explicit and instance_seed; 
 """
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
+
+from isacbench.figures import write_figure
 
 from . import montecarlo
 from .config import SgNullingConfig
@@ -35,26 +36,7 @@ def _mc_sense(cfg: SgNullingConfig, fig: int, Mt: int, K: int, L: int, J: int, Q
 
 
 def _write(out_dir: Path, n: int, rows: list[tuple], plot: Callable) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    csv_path, png_path = out_dir / f"fig{n}.csv", out_dir / f"fig{n}.png"
-    with open(csv_path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["series", "x", "y", "y_se"])
-        w.writerows(rows)
-    fig, ax = plt.subplots(figsize=(6, 4.2))
-    plot(ax)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(png_path, dpi=120)
-    plt.close(fig)
-    return [png_path, csv_path]
+    return write_figure(out_dir, n, ["series", "x", "y", "y_se"], rows, plot)
 
 
 def _series(rows: list[tuple], name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -94,3 +94,71 @@ def test_paper_preset_and_topologies_train_one_update(over):
     trained = set(policy.model.roles)
     assert trained == {"ent": set(task.make_env(1, 0).roles), "ccn-only": {"lpb"},
                        "cfn-only": {"fg", "fpb"}}[over.get("topology", "ent")]
+
+
+# ---------------------------------------------------------------- relative beams and reference init
+def play(task, seed: int, beams_loc, beams_fed, fed: bool = False):
+    """One frame with fixed LCP/FG/power actions and the given beam actions (B, n_agents, size)."""
+    env, p = task.make_env(2, seed), task.params
+    nk, nq = p.K + p.Q, p.MK + p.MQ
+    cls = np.zeros((2, p.M, nk), np.int64)
+    cls[:, :, 0] = cls[:, :, p.K] = int(fed)  # federate the first user and target of each cell
+    env.act({"lcp": {"classify": cls, "power": np.full((2, p.M, p.A), 0.6), "bandwidth": np.full((2, p.M, 1), 0.5)}})
+    env.act({"lpb": {"power": np.linspace(0.2, 1, 2 * p.M * p.A * nk).reshape(2, p.M, -1), "beam": beams_loc},
+             "fg": {"group": np.arange(p.M).reshape(1, p.M, 1).repeat(2, 0).reshape(2, 1, p.M) % p.R}})
+    env.act({"fpb": {"power": np.linspace(1, 0.1, 2 * p.R * p.MA * nq).reshape(2, p.R, -1), "beam": beams_fed}})
+    env.end_frame()
+    return env
+
+
+@pytest.mark.parametrize("fed", [False, True])
+def test_relative_beams_are_offsets_from_codebook_mrt_and_reproduce_absolute_ones(fed):
+    rel = ent_usr.EntUsrTask({**SMALL, "beam_mode": "relative"})
+    ab = ent_usr.EntUsrTask({**SMALL, "beam_mode": "absolute"})
+    p = rel.params
+    rng = np.random.default_rng(3)
+    shape_l, shape_f = (2, p.M, p.A * (p.K + p.Q)), (2, p.R, p.MA * (p.MK + p.MQ))
+    zero = play(rel, 7, np.zeros(shape_l, np.int64), np.zeros(shape_f, np.int64), fed)
+    assert np.all(zero.last_decision.beam_loc == -1) and np.all(zero.last_decision.beam_fed == -1)  # MRT
+    c_l, c_f = rng.integers(0, p.n_angles, shape_l), rng.integers(0, p.n_angles, shape_f)
+    env = play(rel, 7, c_l, c_f, fed)
+    want = ent_usr.model.around(zero.last["beam_loc"], c_l.reshape(2, p.MA, -1), p)
+    assert np.array_equal(env.last["beam_loc"], want)
+    # the same angles given as absolute Theta indices (every FPB agent sends all APs' beams) give the same frame
+    same = play(ab, 7, env.last["beam_loc"].reshape(shape_l), np.repeat(env.last["beam_fed"].reshape(2, 1, -1),
+                                                                       p.R, axis=1), fed)
+    assert np.array_equal(same.last["beam_fed"], env.last["beam_fed"])
+    assert same.last["usr"] == pytest.approx(env.last["usr"], rel=1e-12)
+    assert not np.allclose(zero.last["usr"], env.last["usr"])  # random offsets are not MRT
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(2, 40), st.data())
+def test_relative_classes_permute_the_codebook_for_every_mrt_angle(n, data):
+    p = ent_usr.config.params_of(ent_usr.config.EntUsrConfig(n_angles=n))
+    mrt = data.draw(st.integers(0, n - 1))
+    got = ent_usr.model.around(np.full(n, mrt), np.arange(n), p)
+    assert got[0] == mrt and sorted(got.tolist()) == list(range(n))
+    assert (got[1] - mrt) % n == 1 and (n == 2 or (mrt - got[2]) % n == 1)  # offsets 0, +1, -1, ...
+
+
+def test_reference_init_starts_mappo_at_ccn_mrt():
+    task = ent_usr.EntUsrTask(SMALL)
+    env = task.make_env(64, 0)
+    hyper = MAPPO(TINY).config.hyper()
+    torch.manual_seed(0)
+    model = ActorCritic(env.roles, env.state_dim, tuple(env.roles), hyper, env.reference_actions())
+    greedy = MAPPOPolicy(model, env.roles, "ent", deterministic=True)
+    for stage in env.stages:
+        env.act({r: greedy.act(r, env.observe(r)) for r in stage})
+    env.end_frame()
+    d, p = env.last_decision, task.params
+    assert not d.fed_users.any() and not d.fed_targets.any() and np.all(d.b_loc == p.B)
+    assert np.all(d.beam_loc == -1) and np.all(d.p_loc >= 0.95 * p.P_max)
+    # sampled beams keep exploring: P(class 0) = e^4 / (e^4 + 15) = 0.784 per component
+    sampler = MAPPOPolicy(model, env.roles, "ent", deterministic=False)
+    env.reset(1)
+    env.act({"lcp": sampler.act("lcp", env.observe("lcp"))})
+    beams = sampler.act("lpb", env.observe("lpb"))["beam"]
+    share, se = (beams == 0).mean(), np.sqrt(0.784 * 0.216 / beams.size)
+    assert abs(share - np.exp(4) / (np.exp(4) + 15)) < 4 * se

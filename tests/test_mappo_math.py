@@ -148,3 +148,21 @@ def test_paper_preset_is_table_one():
 def test_bad_config_is_one_clear_user_error(cfg, needle):
     with pytest.raises(UserError, match=needle):
         MAPPO(cfg)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.floats(0.0, 1.0), st.integers(2, 20), st.integers(0, 19))
+def test_reference_bias_centres_each_head_on_the_reference_action(u, classes, ref_class):
+    ref_class %= classes
+    cont = Head("p", "continuous", 1, low=-1.0, high=3.0)
+    beta = H._beta(H.reference_bias(cont, [-1.0 + 4.0 * u]))
+    mode = (beta.concentration1 - 1) / (beta.concentration1 + beta.concentration0 - 2)
+    assert mode.item() == pytest.approx(u, abs=1e-4)  # Beta mode = the reference, in head units
+    assert (beta.concentration1 + beta.concentration0).item() == pytest.approx(2 + H.REF_CONCENTRATION, abs=2e-3)
+    cat = Head("c", "categorical", 1, classes=classes)
+    prob = torch.softmax(H.reference_bias(cat, [ref_class]), -1)
+    e = math.exp(H.REF_LOGIT_CLASS)
+    assert prob[ref_class].item() == pytest.approx(e / (e + classes - 1), rel=1e-6)
+    bits = torch.sigmoid(H.reference_bias(Head("b", "bernoulli", 2), [1, 0]))
+    assert bits.tolist() == pytest.approx([1 / (1 + math.exp(-2.0)), 1 / (1 + math.exp(2.0))], rel=1e-6)
+    assert torch.equal(H.reference_bias(cat, None), torch.zeros(classes))

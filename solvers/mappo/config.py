@@ -48,11 +48,11 @@ PRESETS: dict[str, Hyper] = {
                    actor_hidden=(256, 256, 256, 256), critic_hidden=(512, 512, 512), critic_action=True,
                    ratio="joint", frames=2_000_000),
     # CPU preset: same algorithm and Table I discounting/clipping/entropy schedule; smaller nets,
-    # a 20x larger learning rate, per-component ratio clipping and a state-only critic (see docs).
-    "default": Hyper(num_envs=16, lr=1e-3, gamma=0.9, gae_lambda=0.96, clip_start=0.3, clip_end=0.15,
+    # a 6x larger learning rate, per-component ratio clipping and a state-only critic (see docs).
+    "default": Hyper(num_envs=16, lr=3e-4, gamma=0.9, gae_lambda=0.96, clip_start=0.3, clip_end=0.15,
                      ent_start=1e-3, ent_end=1e-4, value_coef=0.5, epochs=4, minibatches=2, max_grad_norm=10.0,
                      actor_hidden=(128, 128), critic_hidden=(256, 256), critic_action=False,
-                     ratio="component", frames=40_000),
+                     ratio="component", frames=48_000),
 }
 
 
@@ -60,6 +60,9 @@ class MappoConfig(Config):
     preset: Literal["default", "paper"] = Field("default", description="hyperparameter preset")
     topology: Literal["ent", "ccn-only", "cfn-only"] = Field(
         "ent", description="ent trains all roles; ccn-only trains LPB only; cfn-only trains FG and FPB only")
+    init: Literal["reference", "uniform"] = Field(
+        "reference", description="initial policy: centred on the environment's reference_actions() (ent-usr: "
+                                 "CCN-MRT), or uniform (zero output biases)")
     device: Literal["cpu", "cuda", "auto"] = Field("cpu", description="torch device for training")
     num_envs: int | None = Field(None, ge=1, le=4096, description="parallel environments per rollout")
     lr: float | None = Field(None, gt=0, le=1, description="Adam learning rate (actors and critics)")

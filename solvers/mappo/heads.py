@@ -20,6 +20,9 @@ from torch.nn import functional as F
 from isacbench.multiagent import Head
 
 EPS = 1e-6  # keeps Beta samples strictly inside (0, 1) so their log-density stays finite
+# Reference initialization (see `reference_bias`): logit of the reference bit / class, and the Beta
+# concentration above 1 put on the reference value (alpha - 1 = 40 u, beta - 1 = 40 (1 - u)).
+REF_LOGIT_BIT, REF_LOGIT_CLASS, REF_CONCENTRATION = 2.0, 4.0, 40.0
 KINDS = ("bernoulli", "categorical", "continuous")
 
 
@@ -84,6 +87,27 @@ def log_prob_entropy(head: Head, p: torch.Tensor, action: torch.Tensor) -> tuple
     dist, log_scale = _beta(p), math.log(_scale(head))
     u = ((action - head.low) / _scale(head)).clamp(EPS, 1 - EPS)
     return dist.log_prob(u) - log_scale, dist.entropy() + log_scale
+
+
+def _softplus_inv(y: torch.Tensor) -> torch.Tensor:
+    y = y.clamp_min(1e-3)
+    return y + torch.log(-torch.expm1(-y))
+
+
+def reference_bias(head: Head, ref) -> torch.Tensor:
+    """Output-layer bias (n_params,) that centres the head's initial distribution on the reference
+    action `ref` (size,): bit logits +-REF_LOGIT_BIT; the reference class REF_LOGIT_CLASS above the
+    others; a Beta whose mode is the reference value. ref None: zeros (uniform classes / bits,
+    Beta(1.69, 1.69))."""
+    if ref is None:
+        return torch.zeros(n_params(head))
+    r = torch.as_tensor(ref, dtype=torch.float32).reshape(head.size)
+    if head.kind == "bernoulli":
+        return (2 * r - 1) * REF_LOGIT_BIT
+    if head.kind == "categorical":
+        return (F.one_hot(r.long(), head.classes) * REF_LOGIT_CLASS).flatten().float()
+    u = ((r - head.low) / _scale(head)).clamp(0, 1)  # mode (alpha-1)/(alpha+beta-2) = u
+    return torch.cat([_softplus_inv(REF_CONCENTRATION * u), _softplus_inv(REF_CONCENTRATION * (1 - u))])
 
 
 def encode(head: Head, action: torch.Tensor) -> torch.Tensor:

@@ -16,10 +16,18 @@ from .topology import fixed_actions
 class ActorCritic(nn.Module):
     """Actors and critics of the trained roles, with their running normalizers."""
 
-    def __init__(self, roles: dict[str, RoleSpec], state_dim: int, trained: tuple[str, ...], hyper: Hyper):
+    def __init__(self, roles: dict[str, RoleSpec], state_dim: int, trained: tuple[str, ...], hyper: Hyper,
+                 reference: dict[str, dict] | None = None):
+        """reference: role -> head -> reference action (size,) or None; each actor's output bias
+        starts there (`heads.reference_bias`), so the initial policy is centred on it."""
         super().__init__()
         self.roles = {r: roles[r] for r in trained}
         self.actors = nn.ModuleDict({r: RoleActor(s, hyper.actor_hidden) for r, s in self.roles.items()})
+        for r, actor in self.actors.items():
+            refs = (reference or {}).get(r, {})
+            bias = torch.cat([H.reference_bias(h, refs.get(h.name)) for h in self.roles[r].heads])
+            with torch.no_grad():
+                actor.out.bias.copy_(bias.expand_as(actor.out.bias))
         self.critics = nn.ModuleDict({r: RoleCritic(s, state_dim, hyper.critic_hidden, hyper.critic_action)
                                       for r, s in self.roles.items()})
         self.obs_norm = nn.ModuleDict({r: RunningNorm((s.n_agents, s.obs_dim)) for r, s in self.roles.items()})

@@ -70,7 +70,9 @@ class MAPPO(LearningSolver):
         trained = trained_roles(cfg.topology, env.roles)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(derive(entropy, 1)[0])
-            model = ActorCritic(env.roles, env.state_dim, trained, hyper).to(device)
+            reference = env.reference_actions() if cfg.init == "reference" and hasattr(env, "reference_actions") \
+                else None
+            model = ActorCritic(env.roles, env.state_dim, trained, hyper, reference).to(device)
         optimizer = torch.optim.Adam(model.parameters(), lr=hyper.lr, eps=1e-5)
         start_update, frames, history = 0, 0, []
         if cfg.resume:

@@ -10,6 +10,14 @@ from .model import Decision, service_masks
 MRT = -1  # beam index meaning "codebook MRT": the Theta angle of largest estimated gain / target bearing
 
 
+def beam_index(p: Params, cls: np.ndarray) -> np.ndarray:
+    """Agents' beam classes -> Decision beam indices. Absolute mode: the Theta index itself (eq. 61).
+    Relative mode: class c encodes MRT - c (negative indices are resolved in model.resolve_mrt as the
+    c-th Theta angle around the service's codebook-MRT angle, c = 0 being MRT itself)."""
+    c = np.clip(np.asarray(cls), 0, p.n_angles - 1).astype(np.int64)
+    return MRT - c if p.beam_relative else c
+
+
 def project_simplex(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Euclidean projection of x (..., n) onto {y >= 0, sum y <= 1, y_i = 0 where not mask}."""
     z = np.where(mask, np.clip(np.nan_to_num(x, nan=0.0), -1e6, 1e6), -1e9)
@@ -43,7 +51,7 @@ def repair_groups(group: np.ndarray, p: Params) -> np.ndarray:
 def decode(p: Params, actions: dict[str, dict[str, np.ndarray]]) -> Decision:
     """Build the Decision from the four roles' actions, each head (B, n_agents, size):
     lcp: classify {0,1}^(K+Q), power [0,1]^A (P_a^L / P_max), bandwidth [0,1] (B_m^L / B, rounded);
-    lpb: power [0,1]^(A(K+Q)) raw shares, beam {0..n_angles-1}^(A(K+Q));
+    lpb: power [0,1]^(A(K+Q)) raw shares, beam {0..n_angles-1}^(A(K+Q)) (see `beam_index`);
     fg:  group {0..R-1}^M;
     fpb: power [0,1]^(MA(MK+MQ)) raw shares, beam {0..n_angles-1}^(MA(MK+MQ))."""
     lcp, lpb, fg, fpb = (actions[r] for r in ("lcp", "lpb", "fg", "fpb"))
@@ -62,9 +70,9 @@ def decode(p: Params, actions: dict[str, dict[str, np.ndarray]]) -> Decision:
     d = Decision(
         fed_users=fed_users, fed_targets=fed_targets, b_loc=b_loc, p_loc=p_loc, group=group,
         frac_loc=np.asarray(lpb["power"], float).reshape(b, p.MA, p.K + p.Q),
-        beam_loc=np.clip(np.asarray(lpb["beam"]).reshape(b, p.MA, p.K + p.Q), 0, p.n_angles - 1).astype(np.int64),
+        beam_loc=beam_index(p, np.asarray(lpb["beam"]).reshape(b, p.MA, p.K + p.Q)),
         frac_fed=np.take_along_axis(fpow, pick, axis=1)[:, 0],
-        beam_fed=np.clip(np.take_along_axis(fbeam, pick, axis=1)[:, 0], 0, p.n_angles - 1).astype(np.int64),
+        beam_fed=beam_index(p, np.take_along_axis(fbeam, pick, axis=1)[:, 0]),
     )
     return project(p, d)
 

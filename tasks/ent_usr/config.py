@@ -6,6 +6,8 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from typing import Literal
+
 from pydantic import Field, model_validator
 
 from isacbench.api import TaskConfig, UserError
@@ -44,6 +46,9 @@ class EntUsrConfig(TaskConfig):
     # ---- left open by the paper (our choices)
     M_max: int | None = Field(None, ge=1, description="max CCNs per CFN (eq. 52); None = min(M, ceil(M/R)+1)")
     n_angles: int = Field(16, ge=2, le=360, description="number of beam angles Delta_Theta (eq. 61)")
+    beam_mode: Literal["relative", "absolute"] = Field(
+        "relative", description="agents' beam class: 'absolute' = index into Theta (eq. 61); 'relative' = the "
+                                "same Theta angles, as an offset from the service's codebook-MRT angle (0 = MRT)")
     frame_s: float = Field(0.1, gt=0, description="frame duration T_bar [s] (eq. 5)")
     radar_gain_db: float = Field(0.0, description="radar processing gain G_R [dB]")
     rcs_m2: float = Field(1.0, gt=0, description="target radar cross section sigma_RCS [m^2]")
@@ -121,6 +126,7 @@ class Params:
     O_bar: float  # O_bar_m = 0.7 o (Sec. VI)
     utility_floor: float
     frames: int
+    beam_relative: bool = False  # agents' beam classes are offsets from codebook MRT (see actions.decode)
 
     @property
     def MA(self) -> int:
@@ -161,5 +167,5 @@ def params_of(cfg: EntUsrConfig) -> Params:
         v_min=cfg.v_min, v_max=cfg.v_max, delta_q=cfg.delta_q, rate_min=cfg.rate_min, rate_max=cfg.rate_max,
         err_min=cfg.err_min, err_max=cfg.err_max, G_R=10.0 ** (cfg.radar_gain_db / 10.0), rcs=cfg.rcs_m2,
         prior_pos_std=cfg.prior_pos_std, prior_vel_std=cfg.prior_vel_std, o=o, O_bar=cfg.overhead_base * o,
-        utility_floor=cfg.utility_floor, frames=cfg.frames_per_episode,
+        utility_floor=cfg.utility_floor, frames=cfg.frames_per_episode, beam_relative=cfg.beam_mode == "relative",
     )

@@ -9,11 +9,13 @@ services an AP does not serve get zero power, and CFN sizes are repaired to |S_r
                           power     continuous  A          P_a^L / P_max (eq. 59)
                           bandwidth continuous  1          B_m^L / B, rounded (eq. 60)
   lpb (M agents, CCN m):  power     continuous  A(K+Q)     raw shares of P_a^L, [a][users, targets] (eq. 62a, 63a)
-                          beam      categorical A(K+Q)     index into Theta, n_angles classes (eq. 62b, 63b)
+                          beam      categorical A(K+Q)     angle in Theta, n_angles classes (eq. 62b, 63b):
+                                                           beam_mode=absolute: the Theta index; relative (default):
+                                                           offset 0, +1, -1, +2, ... from codebook MRT
   fg  (1 agent, CPU):     group     categorical M          CFN of each CCN, R classes (eq. 64-65)
   fpb (R agents, CFN r):  power     continuous  MA(MK+MQ)  raw shares of P_a^F, [AP a][all users, all targets]
                                                            (eq. 67a, 68a)
-                          beam      categorical MA(MK+MQ)  index into Theta (eq. 67b, 68b)
+                          beam      categorical MA(MK+MQ)  angle in Theta as for lpb (eq. 67b, 68b)
                           (entries of APs outside CFN r are ignored)
 
 Observations (float32), all features scaled to O(1):
@@ -28,6 +30,10 @@ Observations (float32), all features scaled to O(1):
   fpb_r (eq. 73): the M reported states, zeroed for CCNs outside S_r | FG's grouping one-hot (M R) |
         one-hot of r (R)
 state(): all lcp observations | the fg observation (zero before LCP acts) | stage one-hot (3).
+
+`reference_actions()`: per role and head, the action of the CCN-MRT rule (all local, full local
+power and bandwidth, equal shares, MRT beams) or None where the rule has no preference; learners
+may start their policies near it (an initialization hint, not part of the paper's model).
 """
 from __future__ import annotations
 
@@ -176,6 +182,17 @@ class EntUsrEnv:
         fg = self._reported().reshape(n, -1) if self.stage >= 1 else np.zeros((n, p.M * self.rep_dim), np.float32)
         stage = np.broadcast_to(np.eye(len(STAGES), dtype=np.float32)[min(self.stage, 2)], (n, len(STAGES)))
         return np.concatenate([self._obs_lcp.reshape(n, -1), fg, stage], -1)
+
+    def reference_actions(self) -> dict[str, dict[str, np.ndarray | None]]:
+        """Per role and head, one agent-independent action (size,) of the CCN-MRT rule, None where
+        it has no preference (grouping; absolute beams, whose MRT class depends on the channel)."""
+        p = self.p
+        nk, nq = p.K + p.Q, p.MK + p.MQ
+        mrt = (lambda n: np.zeros(n, np.int64)) if p.beam_relative else (lambda n: None)
+        return {"lcp": {"classify": np.zeros(nk, np.int64), "power": np.ones(p.A), "bandwidth": np.ones(1)},
+                "lpb": {"power": np.ones(p.A * nk), "beam": mrt(p.A * nk)},
+                "fg": {"group": None},
+                "fpb": {"power": np.ones(p.MA * nq), "beam": mrt(p.MA * nq)}}
 
     # ------------------------------------------------------------------ actions
     def act(self, actions: dict[str, dict[str, np.ndarray]]) -> None:

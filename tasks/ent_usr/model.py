@@ -44,7 +44,8 @@ class Decision:
     p_loc: np.ndarray  # (B, MA) W: P_a^L (eq. 59); P_a^F = P_max - P_a^L (eq. 10)
     group: np.ndarray  # (B, M) int in [0, R): CFN of each CCN (eq. 65), |S_r| <= M_max
     frac_loc: np.ndarray  # (B, MA, K+Q): share of P_a^L per local service (eq. 62a, 63a)
-    beam_loc: np.ndarray  # (B, MA, K+Q) int: beam-angle index per local service (eq. 62b, 63b)
+    beam_loc: np.ndarray  # (B, MA, K+Q) int: Theta index per local service (eq. 62b, 63b); -1 - c: the
+    #                       c-th angle around codebook MRT (-1 = MRT itself, see resolve_mrt / around)
     frac_fed: np.ndarray  # (B, MA, MK+MQ): share of P_a^F per federated service (eq. 67a, 68a)
     beam_fed: np.ndarray  # (B, MA, MK+MQ) int: beam-angle index (eq. 67b, 68b)
 
@@ -225,8 +226,8 @@ def nearest_angle(theta: np.ndarray, p: Params) -> np.ndarray:
 
 def resolve_mrt(p: Params, d: Decision, hl: np.ndarray, h_hat: np.ndarray, sub_ap: np.ndarray,
                 th_q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Replace beam index -1 by codebook MRT: for a user, the Theta angle maximizing the estimated
-    gain sum_i |h_hat_aki^H v(theta)|^2 over the subbands the AP serves it on (the phase of eq. 62b /
+    """Replace beam index -1 - c by the c-th angle `around` codebook MRT (-1: MRT itself). Codebook
+    MRT: for a user, the Theta angle maximizing the estimated gain sum_i |h_hat_aki^H v(theta)|^2 over the subbands the AP serves it on (the phase of eq. 62b /
     67b then makes it coherent); for a target, the Theta angle closest to its predicted bearing."""
     b = hl.shape[0]
     if not ((d.beam_loc < 0).any() or (d.beam_fed < 0).any()):
@@ -241,6 +242,16 @@ def resolve_mrt(p: Params, d: Decision, hl: np.ndarray, h_hat: np.ndarray, sub_a
     g_fed = np.einsum("bai,bakil->bakl", sub_ap.astype(np.float32), g_all)
     mrt_fc = np.argmax(g_fed, axis=-1)
     mrt_fr = nearest_angle(th_q, p)
-    beam_loc = np.where(d.beam_loc < 0, np.concatenate([mrt_uc, mrt_ur], axis=-1), d.beam_loc)
-    beam_fed = np.where(d.beam_fed < 0, np.concatenate([mrt_fc, mrt_fr], axis=-1), d.beam_fed)
+    beam_loc = np.where(d.beam_loc < 0, around(np.concatenate([mrt_uc, mrt_ur], axis=-1), -1 - d.beam_loc, p),
+                        d.beam_loc)
+    beam_fed = np.where(d.beam_fed < 0, around(np.concatenate([mrt_fc, mrt_fr], axis=-1), -1 - d.beam_fed, p),
+                        d.beam_fed)
     return beam_loc, beam_fed
+
+
+def around(mrt: np.ndarray, c: np.ndarray, p: Params) -> np.ndarray:
+    """The c-th Theta angle around index `mrt`: offsets 0, +1, -1, +2, -2, ... (cyclic on the
+    n_angles indices), so c = 0..n_angles-1 is a permutation of Theta for every mrt."""
+    c = np.clip(c, 0, p.n_angles - 1)
+    offset = np.where(c % 2 == 1, (c + 1) // 2, -(c // 2))
+    return (mrt + offset) % p.n_angles

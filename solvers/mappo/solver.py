@@ -50,6 +50,7 @@ class MAPPO(LearningSolver):
     description = "multi-agent PPO, centralized training / decentralized execution (ENT-USR Sec. V)"
     Config = MappoConfig
     tasks: ClassVar[frozenset[str]] = frozenset({"ent-usr"})
+    operational_keys: ClassVar[frozenset[str]] = frozenset({"device", "threads", "checkpoint_every", "resume"})
 
     def train(self, task: SequentialTask, budget: Budget, rng: np.random.Generator,
               reporter: Reporter) -> MAPPOPolicy:

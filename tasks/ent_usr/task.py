@@ -6,7 +6,7 @@ from typing import Callable, ClassVar
 import numpy as np
 
 from isacbench.api import (Budget, BudgetedProblem, BudgetExhausted, Evaluation, LearningSolver, Outcome, Policy,
-                           Reporter, SequentialTask, Solver, best_or_sample)
+                           Profile, Reporter, SequentialTask, Solver, best_or_sample)
 
 from . import layout
 from .config import EntUsrConfig, Params, params_of
@@ -31,6 +31,22 @@ class EntUsrTask(SequentialTask):
     # 48k frames: ~8-9 min of MAPPO training (~98 frames/s of one CPU core, measured) + evaluation,
     # i.e. a ~10-minute `isacbench run --task ent-usr --solver mappo` on a free 2-core machine
     default_budget: ClassVar[Budget] = Budget(frames=48_000, evaluations=20)
+    # per-frame polyblock / convex spend ~5 evaluations on bookkeeping: give them room to optimize
+    solver_budgets: ClassVar[dict[str, Budget]] = {"polyblock": Budget(evaluations=1000),
+                                                   "convex": Budget(evaluations=1000)}
+    leaderboard_metrics: ClassVar[tuple[str, ...]] = METRICS[1:]
+
+    @classmethod
+    def profiles(cls) -> dict[str, Profile]:
+        """Evaluation: the instance's 4 fixed episodes x 20 frames. Per-frame optimizers get
+        `evaluations` per frame problem; MAPPO variants an equal training-frame budget."""
+        mappo = ("mappo", "mappo[topology=ccn-only]", "mappo[topology=cfn-only]")
+        solvers = ("random-mrt", "ccn-mrt", "cfn-mrt", "random", "optuna", "polyblock", "convex", *mappo)
+        quick = {**cls.solver_budgets, **{m: Budget(frames=6_000) for m in mappo}}
+        paper = {**cls.solver_budgets, **{m: Budget(frames=200_000) for m in mappo}}
+        return {"quick": Profile(budget=Budget(evaluations=20), budgets=quick, solvers=solvers),
+                "paper": Profile(budget=Budget(evaluations=100), budgets=paper, solvers=solvers,
+                                 seeds=tuple(range(10)))}
 
     def __init__(self, config=None):
         super().__init__(config)

@@ -341,6 +341,8 @@ class Task(ABC):
     solver_budgets: ClassVar[dict[str, Budget]] = {}
     #: metrics shown as leaderboard columns next to the objective
     leaderboard_metrics: ClassVar[tuple[str, ...]] = ()
+    #: step-indexed metrics (e.g. training curves) the leaderboard plots, mean over seeds per solver
+    leaderboard_curves: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: Mapping | TaskConfig | None = None):
         self.config = config if isinstance(config, self.Config) else build_config(self.Config, config, f"task {self.name}")

@@ -252,7 +252,7 @@ def leaderboard(task: Optional[List[str]] = typer.Option(None, "--task", "-t", h
         cls = registry.load("task", name)
         sweeps = [f"isacbench sweep --task {cls.name} --profile {p} && " for p in lb.sweep_profiles(tracker, cls.name)]
         command = "".join(sweeps) + f"isacbench leaderboard --task {cls.name} --out {out_dir}"
-        paths = lb.write(tracker, cls.name, out_dir, cls.leaderboard_metrics, command)
+        paths = lb.write(tracker, cls.name, out_dir, cls.leaderboard_metrics, command, cls.leaderboard_curves)
         out.print(f"{cls.name}: " + (", ".join(map(str, paths)) if paths else "no finished runs"), highlight=False)
 
 

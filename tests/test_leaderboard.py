@@ -47,3 +47,14 @@ def test_leaderboard_matches_an_independent_recomputation(workdir):
         assert list(rows.sort_values("rank").index) == order
         assert f"## Instance `{inst}`" in md
     assert "exhaustive" in md and "isacbench leaderboard --task toy" in md
+
+
+def test_curves_panel_averages_step_metrics_over_seeds(workdir):
+    from isacbench import leaderboard
+    from isacbench.tracking import Tracker
+
+    assert cli(["run", "--task", "toy:ToyTask", "--solver", "random", "--seeds", "0-1"], workdir).returncode == 0
+    paths = leaderboard.write(Tracker(), "toy", workdir / "lb", ("slack",), curves=("best_so_far", "absent"))
+    assert [p.name for p in paths] == ["toy.md", "toy.csv", "toy.png", "toy-curves.png"]
+    assert "![toy leaderboard](toy-curves.png)" in (workdir / "lb" / "toy.md").read_text()
+    assert leaderboard.write(Tracker(), "toy", workdir / "lb2", curves=("absent",))[-1].name == "toy.png"

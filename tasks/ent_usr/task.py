@@ -35,6 +35,8 @@ class EntUsrTask(SequentialTask):
     solver_budgets: ClassVar[dict[str, Budget]] = {"polyblock": Budget(evaluations=1000),
                                                    "convex": Budget(evaluations=1000)}
     leaderboard_metrics: ClassVar[tuple[str, ...]] = METRICS[1:]
+    # Fig. 5 (a)-(f): MAPPO's per-update training metrics
+    leaderboard_curves: ClassVar[tuple[str, ...]] = tuple(f"train/{m}" for m in METRICS) + ("train/loss",)
 
     @classmethod
     def profiles(cls) -> dict[str, Profile]:

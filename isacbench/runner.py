@@ -209,9 +209,9 @@ def record(tracker: Tracker, run_id: str, done: Completed) -> None:
         tracker.log_metrics(run_id, {k: v for k, v in metrics.items() if _finite(v)})
         if done.trace:
             tracker.log_series(run_id, "best_so_far", done.trace)
-        for key, curve in info.items():
+        for key, curve in info.items():  # e.g. per-frame values: their own names, never the results'
             if key.startswith("curve:"):
-                tracker.log_series(run_id, key[len("curve:"):], list(curve))
+                tracker.log_series(run_id, "curve/" + key[len("curve:"):], list(curve))
         tracker.log_json(run_id, "solution.json", {"decision": r.decision, "evaluation": done.evaluation.to_dict(),
                                                    "bound": r.bound, "evaluations": r.evaluations,
                                                    "info": r.info, "budget": r.budget})

@@ -95,3 +95,15 @@ def test_a_crashing_solver_is_recorded_as_failed_not_as_a_result(workdir):
     assert [r.info.status for r in recorded] == ["FAILED"]
     assert "solver bug" in recorded[0].data.tags["isacbench.error"]
     assert "objective" not in recorded[0].data.metrics
+
+
+def test_sequential_task_results_are_not_overwritten_by_its_curves(workdir):
+    p = cli(["run", "--task", "ent-usr", "--solver", "random-mrt", "--json"], workdir)
+    assert p.returncode == 0, p.stderr
+    result = json.loads(p.stdout)
+    run = store(workdir).get_run(result["run_id"])
+    for name in ("usr", "utility", "signaling", "utility_comm", "utility_sense"):
+        assert run.data.metrics[name] == pytest.approx(result["metrics"][name], rel=1e-12)
+    assert run.data.metrics["objective"] == pytest.approx(result["metrics"]["usr"], rel=1e-12)
+    per_frame = store(workdir).get_metric_history(result["run_id"], "curve/usr")
+    assert len(per_frame) == 20 and result["decision"]["frames_per_episode"] == 20

@@ -149,7 +149,7 @@ def plot_curves(tracker: Tracker, runs: pd.DataFrame, names: tuple[str, ...], pa
             mean = pd.concat(curves, axis=1).mean(axis=1)
             ax.plot(mean.index, mean.values, label=f"{solver} ({len(curves)} seeds)")
         ax.set_title(name, fontsize=10)
-        ax.set_xlabel("update")
+        ax.set_xlabel("step (as logged, e.g. training frames)")
         ax.grid(alpha=0.3)
     axes.flat[0].legend(fontsize=7)
     for ax in list(axes.flat)[len(names):]:

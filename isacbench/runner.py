@@ -165,7 +165,7 @@ def start_run(tracker: Tracker, spec: RunSpec, parent_run_id: str | None = None)
     params, tags = run_tags(spec, task, solver, budget)
     if parent_run_id:
         tags["mlflow.parentRunId"] = parent_run_id
-    return tracker.start(task.name, solver.name, spec.seed, params, tags)
+    return tracker.start(task.name, solver.variant, spec.seed, params, tags)
 
 
 def run(spec: RunSpec, tracker: Tracker | None = None,

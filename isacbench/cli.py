@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -269,7 +268,8 @@ def ui(port: int = typer.Option(5000, "--port"),
     out.print(f"MLflow UI on http://127.0.0.1:{port} (store {uri}); Ctrl-C stops it")
     cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri, "--host", "127.0.0.1",
            "--port", str(port)]
-    raise typer.Exit(subprocess.call(cmd, env=os.environ.copy()))
+    sys.stdout.flush()
+    os.execv(sys.executable, cmd)  # become the server: signals reach it directly, no orphaned child
 
 
 @app.command()

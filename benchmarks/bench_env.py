@@ -30,17 +30,7 @@ TARGET_1024 = 50.0
 
 def random_actions(env, role: str, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Uniform random action of every head of `role`, shaped (B, n_agents, size)."""
-    spec = env.roles[role]
-    out = {}
-    for h in spec.heads:
-        shape = (env.num_envs, spec.n_agents, h.size)
-        if h.kind == "bernoulli":
-            out[h.name] = rng.integers(0, 2, shape)
-        elif h.kind == "categorical":
-            out[h.name] = rng.integers(0, h.classes, shape)
-        else:
-            out[h.name] = rng.uniform(h.low, h.high, shape)
-    return out
+    return env.roles[role].sample(env.num_envs, rng)
 
 
 def play_frame(env, rng: np.random.Generator, seed: int) -> None:

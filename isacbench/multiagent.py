@@ -36,6 +36,19 @@ class RoleSpec:
     obs_dim: int
     heads: tuple[Head, ...]
 
+    def sample(self, num_envs: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """A uniformly random action of every head, each shaped (num_envs, n_agents, size)."""
+        out = {}
+        for h in self.heads:
+            shape = (num_envs, self.n_agents, h.size)
+            if h.kind == "bernoulli":
+                out[h.name] = rng.integers(0, 2, shape)
+            elif h.kind == "categorical":
+                out[h.name] = rng.integers(0, h.classes, shape)
+            else:
+                out[h.name] = rng.uniform(h.low, h.high, shape)
+        return out
+
 
 class MultiAgentEnv(Protocol):
     num_envs: int

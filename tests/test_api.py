@@ -123,3 +123,14 @@ def test_variant_names_non_default_settings_only():
     assert (name, config) == ("optuna", {"sampler": "random", "n_startup_trials": 5})
     with pytest.raises(UserError, match="not of the form"):
         parse_variant("optuna[sampler=random")
+
+
+def test_role_spec_samples_every_head_inside_its_domain():
+    from isacbench.multiagent import Head, RoleSpec
+
+    spec = RoleSpec("r", 3, 5, (Head("b", "bernoulli", 2), Head("c", "categorical", 4, classes=7),
+                                  Head("p", "continuous", 6, low=-1.0, high=2.0)))
+    a = spec.sample(8, np.random.default_rng(0))
+    assert {k: v.shape for k, v in a.items()} == {"b": (8, 3, 2), "c": (8, 3, 4), "p": (8, 3, 6)}
+    assert set(np.unique(a["b"])) == {0, 1} and set(np.unique(a["c"])) == set(range(7))
+    assert a["p"].min() >= -1.0 and a["p"].max() <= 2.0 and a["p"].std() > 0.5

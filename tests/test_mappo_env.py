@@ -119,16 +119,7 @@ def play(env: ToyEnv, act, seeds) -> float:
 
 def random_act(rng: np.random.Generator):
     def act(role, obs):
-        out = {}
-        for h in ToyEnv.roles[role].heads:
-            shape = (*obs.shape[:2], h.size)
-            if h.kind == "bernoulli":
-                out[h.name] = rng.integers(0, 2, shape)
-            elif h.kind == "categorical":
-                out[h.name] = rng.integers(0, h.classes, shape)
-            else:
-                out[h.name] = rng.uniform(h.low, h.high, shape)
-        return out
+        return ToyEnv.roles[role].sample(obs.shape[0], rng)
     return act
 
 

@@ -76,6 +76,11 @@ def parse_variant(entry: str) -> tuple[str, dict]:
     return name, config
 
 
+def task_name(spec: RunSpec) -> str:
+    """The registered name of the spec's task (without building the task)."""
+    return registry.load("task", spec.task).name
+
+
 def key(spec: RunSpec) -> Key:
     task, solver, budget = prepare(spec)
     _, tags = run_tags(spec, task, solver, budget)
@@ -157,13 +162,13 @@ def sweep(specs: list[RunSpec], tracker: Tracker, profile: str, executor: str = 
     """Run the specs not yet FINISHED in the store and record each result as it arrives."""
     report = SweepReport()
     done_keys: set[Key] = set()
-    for task in sorted({prepare(s)[0].name for s in specs}):
+    for task in sorted({task_name(s) for s in specs}):
         done_keys |= finished_keys(tracker, task)
     todo = []
     for spec in specs:
         (report.skipped if key(spec) in done_keys else todo).append(spec)
     parents = {}
-    for task in sorted({prepare(s)[0].name for s in todo}):
+    for task in sorted({task_name(s) for s in todo}):
         parents[task] = tracker.client.create_run(
             tracker.experiment(task), run_name=f"sweep.{profile}.{time.strftime('%Y%m%d-%H%M%S')}",
             tags={TAG + "sweep": profile, TAG + "executor": executor}).info.run_id
@@ -172,7 +177,7 @@ def sweep(specs: list[RunSpec], tracker: Tracker, profile: str, executor: str = 
     jobs = ray_executor(todo, workers, address) if executor == "ray" else local_executor(todo, workers)
     try:
         for spec, outcome in jobs:
-            parent = parents[prepare(spec)[0].name]
+            parent = parents[task_name(spec)]
             run_id = start_run(tracker, spec, parent)
             if isinstance(outcome, BaseException):
                 fail(tracker, run_id, outcome)

@@ -10,7 +10,7 @@ import math
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Iterator, Mapping, Protocol
+from typing import Any, Callable, ClassVar, Iterator, Literal, Mapping, Protocol, get_origin
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -306,7 +306,9 @@ def build_config(cls: type[Config], values: Mapping | None, what: str) -> Config
         return cls(**dict(values or {}))
     except ValidationError as e:
         err = e.errors()[0]
-        key = ".".join(str(p) for p in err["loc"]) or "?"
+        key = ".".join(str(p) for p in err["loc"])
+        if not key:  # a check across several keys (model validator): its message names them
+            raise UserError(f"{what} config: {err['msg'].removeprefix('Value error, ')}") from None
         if err["type"] == "extra_forbidden":
             allowed = ", ".join(cls.model_fields)
             raise UserError(f"unknown {what} config key {key!r}; allowed: {allowed}") from None
@@ -323,6 +325,8 @@ def _field_range(cls: type[Config], key: str) -> str:
         for attr, sym in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
             if getattr(m, attr, None) is not None:
                 bounds.append(f"{sym} {getattr(m, attr)}")
+    if get_origin(f.annotation) is Literal:  # pydantic's message already lists the choices
+        return ""
     ann = getattr(f.annotation, "__name__", str(f.annotation))
     return f" (allowed: {ann}{' ' + ' and '.join(bounds) if bounds else ''})"
 

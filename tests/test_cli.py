@@ -107,3 +107,15 @@ def test_sequential_task_results_are_not_overwritten_by_its_curves(workdir):
     assert run.data.metrics["objective"] == pytest.approx(result["metrics"]["usr"], rel=1e-12)
     per_frame = store(workdir).get_metric_history(result["run_id"], "curve/usr")
     assert len(per_frame) == 20 and result["decision"]["frames_per_episode"] == 20
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "--task", "ent-usr", "--solver", "random-mrt", "-c", "M=5"],
+     "error: task ent-usr config: M=5 must be a square number"),
+    (["run", "--task", "ent-usr", "--solver", "mappo", "-S", "topology=star"],
+     "error: solver mappo config topology='star': Input should be 'ent', 'ccn-only' or 'cfn-only'"),
+])
+def test_task_and_solver_config_errors_read_as_one_plain_line(workdir, args, message):
+    p = cli(args, workdir)
+    assert p.returncode == 2 and p.stderr.strip().splitlines() == [p.stderr.strip()]
+    assert p.stderr.strip().startswith(message) and "Literal" not in p.stderr and "?" not in p.stderr

@@ -206,6 +206,38 @@ class MonotonicProgram:
     label: str = ""
 
 
+class ConvexProgram(ABC):
+    """Structure for successive convex approximation (SCA): max f(x) over low <= x <= high and the
+    program's convex set, through a concave cvxpy surrogate of f around an anchor x0.
+
+    `surrogate(x)` builds, once, (concave objective, convex constraints, anchor), where
+    `anchor(x0)` sets the cvxpy Parameters of the model at x0 (DPP: re-anchoring re-solves without
+    recompiling). `minorant=True` promises surrogate <= f everywhere (minorize-maximize: large
+    steps are safe); otherwise the surrogate is a local model and solvers add a trust region.
+    `objective` is the true f, vectorized (n, d) -> (n,), -inf outside the feasible set.
+    `to_decisions(x)` maps a continuous point to the decisions worth evaluating (one, or the
+    rounded-and-repaired neighbours of a relaxation). A problem exposes a list of these (one per
+    discrete branch) as `structure()["convex"]`."""
+
+    low: np.ndarray
+    high: np.ndarray
+    start: np.ndarray  # a feasible point
+    label: str = ""
+    minorant: bool = False
+
+    @abstractmethod
+    def objective(self, x: np.ndarray) -> np.ndarray:
+        """f at the rows of x (n, d); -inf where infeasible."""
+
+    @abstractmethod
+    def surrogate(self, x: Any) -> tuple[Any, list, Callable[[np.ndarray], None]]:
+        """(concave cvxpy objective in x, convex cvxpy constraints, anchor setter)."""
+
+    @abstractmethod
+    def to_decisions(self, x: np.ndarray) -> list[dict]:
+        """Decisions of the problem's space for the continuous point x."""
+
+
 class BudgetedProblem(Problem):
     """Wraps a problem: counts evaluations, enforces the budget and keeps the best-so-far trace."""
 

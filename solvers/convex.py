@@ -34,11 +34,14 @@ import cvxpy as cp
 import numpy as np
 from pydantic import Field
 
-from isacbench.api import Budget, Config, MonotonicProgram, Problem, Solution, Solver, UserError, best_or_sample
+from isacbench.api import Budget, BudgetExhausted, Config, ConvexProgram, MonotonicProgram, Problem, Solution, Solver, UserError, best_or_sample
 
 from .polyblock import BlockResult, Meter, OutOfBudget, charge, solve_blocks
 
 OK_STATUS = (cp.OPTIMAL, cp.OPTIMAL_INACCURATE)
+# Clarabel's Ruiz equilibration occasionally stalls on the exp-cone + SDP surrogates of ent-usr
+# (InsufficientProgress at a well-posed point); the same problem unequilibrated solves in ~20 ms
+RETRIES: dict[str, tuple[dict, ...]] = {"CLARABEL": ({}, {"equilibrate_enable": False})}
 
 
 class ConvexConfig(Config):
@@ -210,53 +213,151 @@ def _branch(prog: MonotonicProgram, k: int, start, cfg: ConvexConfig, meter: Met
     return to_y(u), f0
 
 
+class SurrogateStep:
+    """The cvxpy problem of one ConvexProgram: its surrogate and constraints, the box, and a trust
+    region |x - x0| <= radius (high - low), compiled once; anchor, centre and radius are Parameters."""
+
+    def __init__(self, prog: ConvexProgram, solver: str):
+        d = len(prog.low)
+        self.solver, self.x = solver, cp.Variable(d)
+        objective, constraints, self.anchor = prog.surrogate(self.x)
+        self.center, self.radius = cp.Parameter(d), cp.Parameter(nonneg=True)
+        width = np.maximum(np.asarray(prog.high, float) - prog.low, 1e-12)
+        self.problem = cp.Problem(cp.Maximize(objective), constraints + [
+            self.x >= prog.low, self.x <= prog.high, cp.abs(self.x - self.center) <= self.radius * width])
+        if not self.problem.is_dcp(dpp=True):
+            raise ValueError(f"convex: program {prog.label!r}: its surrogate is not DPP-compliant DCP")
+
+    def solve(self, x0: np.ndarray, radius: float) -> np.ndarray:
+        """The surrogate's maximizer around x0; `self.status` says how it was obtained (a retry
+        without equilibration is labelled "<status> (no equilibration)")."""
+        self.anchor(x0)
+        self.center.value, self.radius.value = x0, radius
+        attempts = RETRIES.get(self.solver, ({},))
+        for k, options in enumerate(attempts):
+            try:
+                self.problem.solve(solver=self.solver, **options)
+                break
+            except cp.SolverError as e:
+                if k == len(attempts) - 1:
+                    raise SubproblemFailed(f"convex: {self.solver} failed on an SCA subproblem: {e}") from None
+        self.status = self.problem.status + (" (no equilibration)" if k else "")
+        if self.problem.status not in OK_STATUS or self.x.value is None:
+            raise SubproblemFailed(f"convex: {self.solver} returned status {self.problem.status!r} on an SCA "
+                                   "subproblem (it always contains the current feasible point)")
+        return np.asarray(self.x.value, float)
+
+
+def sca_program(prog: ConvexProgram, cfg: ConvexConfig, meter: Meter, res: ScaResult) -> tuple[np.ndarray, float]:
+    """SCA on a ConvexProgram from its start: solve the surrogate around the incumbent, keep the
+    solution if the true f improves (trust region doubles), else halve the region. A minorant
+    surrogate starts with the whole box. Returns the incumbent (x, f(x))."""
+    x, fx = np.clip(np.asarray(prog.start, float), prog.low, prog.high), -np.inf
+    radius = 1.0 if prog.minorant else cfg.trust_region
+    tic = time.perf_counter()
+    try:
+        fx = meter.f(prog, x[None])[0]
+        if not np.isfinite(fx):
+            raise ValueError(f"convex: program {prog.label!r}: its start point is infeasible")
+        step = SurrogateStep(prog, cfg.solver)
+        for _ in range(cfg.max_iterations):
+            if radius < cfg.min_trust_region:
+                break
+            # a solve cannot be interrupted: start one only if the last step's duration still fits
+            now = time.perf_counter()
+            if meter.deadline is not None and now + (now - tic) > meter.deadline:
+                raise OutOfBudget
+            tic = now
+            cand = np.clip(step.solve(x, radius), prog.low, prog.high)
+            res.subproblems += 1
+            res.statuses[step.status] = res.statuses.get(step.status, 0) + 1
+            fc = meter.f(prog, cand[None])[0]
+            if fc > fx:
+                gain, x, fx = fc - fx, cand, fc
+                radius = min(1.0, 2.0 * radius)
+                if gain <= cfg.rel_tol * max(abs(fx), 1e-12):
+                    break
+            else:
+                radius *= 0.5
+    except OutOfBudget:
+        res.stop = "budget"
+    return x, fx
+
+
 class Convex(Solver):
     name = "convex"
-    description = "successive convex approximation (cvxpy, DPP, Clarabel) on monotonic programs"
+    description = "successive convex approximation (cvxpy, DPP, Clarabel): convex surrogates, relaxations, monotonic programs"
     Config = ConvexConfig
-    tasks: ClassVar[frozenset[str] | None] = frozenset({"sg-cluster", "ent-usr"})
+    tasks: ClassVar[frozenset[str] | None] = frozenset({"sg-nulling", "sg-cluster", "ent-usr"})
     kinds: ClassVar[frozenset[str]] = frozenset({"static", "sequential"})
 
-    def _block(self, prog: MonotonicProgram, ref: np.ndarray, cap: int | None, deadline: float | None) -> BlockResult:
-        """SCA on one power block from the better (f) of the reference point and the diagonal start."""
+    def _block(self, prog: ConvexProgram, ref: np.ndarray, cap: int | None, deadline: float | None) -> BlockResult:
+        """SCA on one separable block (ent-usr power levels) from its start point."""
         meter, res = Meter(cap, deadline), ScaResult(-np.inf, None, None, 0)
-        low, width = _box(prog)
-        try:
-            u_ref = np.where(width > 0, (ref - low) / np.where(width > 0, width, 1.0), 0.0)
-            f_ref, g_ref = meter.f(prog, ref[None])[0], meter.g(prog, ref[None])[0]
-            start = (u_ref, f_ref, g_ref)
-            diag = _diagonal_start(prog, meter, self.config.screen_tol)
-            if diag is not None and diag[1] > f_ref:
-                start = diag
-            res.best, res.best_y = start[1], low + width * start[0]
-            y, val = _branch(prog, 0, start, self.config, meter, res)
-            if val > res.best:
-                res.best, res.best_y = val, y
-        except OutOfBudget:
-            res.stop = "budget"
-        return BlockResult(res.best_y if res.best_y is not None else ref, res.best, np.inf, meter.count,
+        x, fx = sca_program(prog, self.config, meter, res)
+        return BlockResult(x, fx, np.inf, meter.count,
                            {"stop": res.stop, "subproblems": res.subproblems, "statuses": res.statuses})
+
+    def _deadline(self, problem: Problem, budget: Budget) -> float | None:
+        return None if budget.seconds is None else (
+            time.perf_counter() + budget.seconds - getattr(problem, "elapsed", 0.0))
+
+    def _branches(self, problem: Problem, programs: Sequence[ConvexProgram], budget: Budget,
+                  rng: np.random.Generator) -> Solution:
+        """SCA on every branch's relaxation (half of the evaluations left), then the branches'
+        rounded-and-repaired decisions, best continuous value first, through `problem.evaluate`."""
+        remaining = getattr(problem, "remaining_evaluations", budget.evaluations)
+        meter = Meter(None if remaining is None else remaining // 2, self._deadline(problem, budget))
+        res = ScaResult(-np.inf, None, None, 0)
+        points = []
+        for prog in programs:
+            x, fx = sca_program(prog, self.config, meter, res)
+            res.branches_solved += 1
+            if np.isfinite(fx):
+                points.append((fx, prog, x))
+        charge(problem, meter.count)
+        best: tuple[float, dict] | None = None
+        tried = 0
+        try:
+            for fx, prog, x in sorted(points, key=lambda t: -t[0]):
+                for decision in prog.to_decisions(x):
+                    ev = problem.evaluate(decision)
+                    tried += 1
+                    if ev.feasible and (best is None or ev.objective > best[0]):
+                        best = (float(ev.objective), decision)
+        except BudgetExhausted:
+            res.stop = "budget"
+        info = {"solver": self.config.solver, "stop": res.stop, "structure_evaluations": meter.count,
+                "subproblems": res.subproblems, "statuses": res.statuses, "branches": len(programs),
+                "branches_solved": res.branches_solved, "rounded_candidates": tried,
+                "relaxation_value": max((p[0] for p in points), default=None)}
+        if best is None:
+            info["feasible_found"] = False
+            return Solution(decision=best_or_sample(problem, rng), info=info)
+        return Solution(decision=best[1], info={**info, "verified_objective": best[0]})
 
     def solve(self, problem: Problem, budget: Budget, rng: np.random.Generator) -> Solution:
         structure = problem.structure()
-        if structure.get("monotonic_blocks") is not None:  # ent-usr: separable power allocation
-            sol = solve_blocks(problem, structure["monotonic_blocks"], budget, self._block)
+        if structure.get("convex_blocks") is not None:  # ent-usr: separable power allocation
+            sol = solve_blocks(problem, structure["convex_blocks"], budget, self._block)
             statuses: dict[str, int] = {}
             for b in sol.info["blocks"]:
                 for s, n in b.get("statuses", {}).items():
                     statuses[s] = statuses.get(s, 0) + n
             sol.info.update(solver=self.config.solver, statuses=statuses, program_bound=None)
             return sol
+        if structure.get("convex"):
+            return self._branches(problem, structure["convex"], budget, rng)
         programs = structure.get("monotonic")
         if not programs:
-            raise UserError("solver 'convex' needs a problem exposing structure()['monotonic'] "
-                            "(sg-cluster problem=P2 or region, ent-usr frame problems); this problem exposes none")
+            raise UserError("solver 'convex' needs a problem exposing structure()['convex'], ['convex_blocks'] or "
+                            "['monotonic'] (sg-nulling, sg-cluster problem=P2 or region, ent-usr frame problems); "
+                            "this problem exposes none")
         remaining = getattr(problem, "remaining_evaluations", budget.evaluations)
         if remaining is not None and remaining < 2:
             return Solution(decision=best_or_sample(problem, rng), info={"stop": "budget"})
-        deadline = None if budget.seconds is None else (
-            time.perf_counter() + budget.seconds - getattr(problem, "elapsed", 0.0))
-        res = sca(programs, self.config, None if remaining is None else remaining - 1, deadline)
+        res = sca(programs, self.config, None if remaining is None else remaining - 1,
+                  self._deadline(problem, budget))
         charge(problem, res.evaluations)
         info = {"solver": self.config.solver, "stop": res.stop, "structure_evaluations": res.evaluations,
                 "subproblems": res.subproblems, "statuses": res.statuses, "branches": len(programs),

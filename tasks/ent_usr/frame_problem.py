@@ -109,7 +109,8 @@ class EntUsrFrameProblem(Problem):
         """The power allocation at the topology, sensing weights and beams of `reference` (default:
         `self.reference()`, whose 2 evaluations are not counted here: `reference_evaluations` says how
         many a solver should charge): "monotonic_blocks" (`PowerPrograms`: one MonotonicProgram per CCN / CFN
-        block, objectives adding up to the USR) and "monotonic" (the joint program, one branch)."""
+        block, objectives adding up to the USR), "monotonic" (the joint program, one branch) and
+        "convex_blocks" (the same blocks as ConvexPrograms in the power levels, `power_convex`)."""
         x = self.space.check(reference if reference is not None else self.reference())
         spent = 0 if reference is not None else 2  # the two rule evaluations of reference()
         if self.cfn_excess(x):
@@ -117,7 +118,7 @@ class EntUsrFrameProblem(Problem):
                 np.array([[x[f"grp_{m}"] for m in range(self.p.M)]]), self.p)[0])}}
         progs = PowerPrograms(self.p, self.state, x, self.to_decision)
         progs.reference_evaluations = spent
-        return {"monotonic": [progs.joint()], "monotonic_blocks": progs}
+        return {"monotonic": [progs.joint()], "monotonic_blocks": progs, "convex_blocks": progs.convex()}
 
     # -------------------------------------------------------------- evaluation
     def cfn_excess(self, x: Mapping) -> float:

@@ -135,6 +135,18 @@ class Block:
         return np.concatenate([np.minimum(sat, np.where(np.isfinite(alone), alone, 0.0)), cap[nu:]])
 
 
+@dataclass
+class ConvexBlocks:
+    """Separable ConvexPrograms (objectives add up to the USR) with their start points, the map from
+    one point per block to a frame decision, and the reference decision."""
+
+    programs: list
+    reference: list[np.ndarray]
+    combine: Callable[[list[np.ndarray]], dict]
+    x_ref: dict
+    reference_evaluations: int
+
+
 class PowerPrograms:
     """The blocks of one frame problem at a reference decision, as MonotonicPrograms (`blocks`,
     objectives add up to the USR), plus `joint` (all blocks in one program, f = sum, g = max)."""
@@ -193,12 +205,36 @@ class PowerPrograms:
 
     def combine(self, ys: list[np.ndarray]) -> dict:
         """One point per block -> a frame decision with those power levels."""
+        return self.combine_levels([self.levels(k, np.asarray(y, float)[None])[0] for k, y in enumerate(ys)])
+
+    def combine_levels(self, lvs: list[np.ndarray]) -> dict:
+        """Power levels (users, then targets) per block -> a frame decision."""
         lv = self.lv_ref.ravel().copy()
-        for k, y in enumerate(ys):
-            b = self.blocks[k]
-            lv[np.concatenate([b.users, b.targets])] = np.clip(self.levels(k, np.asarray(y, float)[None])[0], 0, LV_MAX)
+        for b, x in zip(self.blocks, lvs):
+            lv[np.concatenate([b.users, b.targets])] = np.clip(x, 0, LV_MAX)
         nk = self.p.K + self.p.Q
         return {**self.x_ref, **{f"lv_{s // nk}_{s % nk}": float(v) for s, v in enumerate(lv)}}
+
+    def reference_levels(self, k: int) -> np.ndarray:
+        """The reference decision's levels of block k, scaled down to its APs' budgets (eq. 16-17)."""
+        b = self.blocks[k]
+        lv = self.lv_ref.ravel()[np.concatenate([b.users, b.targets])]
+        return lv / max(1.0, float((b.load @ lv).max(initial=0.0)))
+
+    def convex(self) -> "ConvexBlocks":
+        """The blocks as ConvexPrograms in the power levels (`power_convex`), for SCA solvers."""
+        from .power_convex import PowerBlockProgram
+
+        def program(k: int) -> PowerBlockProgram:
+            def to_decision(lv):
+                lvs = [self.reference_levels(j) for j in range(len(self.blocks))]
+                lvs[k] = lv
+                return self.combine_levels(lvs)
+            return PowerBlockProgram(self.p, self.blocks[k], self.signaling, self.reference_levels(k), to_decision)
+
+        programs = [program(k) for k in range(len(self.blocks))]
+        return ConvexBlocks(programs, [pr.start for pr in programs], self.combine_levels, self.x_ref,
+                            self.reference_evaluations)
 
     def _program(self, k: int) -> MonotonicProgram:
         b = self.blocks[k]

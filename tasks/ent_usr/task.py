@@ -102,15 +102,19 @@ class EntUsrTask(SequentialTask):
         per_frame = Budget(evaluations=budget.evaluations,
                            seconds=None if budget.seconds is None else budget.seconds / n_problems)
         counter = {"evaluations": 0, "infeasible": 0}
+        report: dict[str, dict] = {}
 
         def step():
             decisions = []
             for prob in self.frame_problems(env):
                 bp = BudgetedProblem(prob, per_frame)
                 try:
-                    x = prob.space.check(solver.solve(bp, per_frame, rng).decision)
+                    sol = solver.solve(bp, per_frame, rng)
+                    x = prob.space.check(sol.decision)
+                    tally(report, sol.info)
                 except BudgetExhausted:  # a solver that ran past its budget keeps its incumbent
                     x = prob.space.check(best_or_sample(bp, rng))
+                    tally(report, {"stop": "exceeded budget"})
                 counter["evaluations"] += bp.evaluations
                 counter["infeasible"] += int(prob.cfn_excess(x) > 0)
                 decisions.append(prob.to_decision(x))
@@ -119,6 +123,7 @@ class EntUsrTask(SequentialTask):
         out = self._rollout(env, step, progress)
         out.evaluations = counter["evaluations"]
         out.evaluation.metrics["infeasible_frames"] = float(counter["infeasible"])
+        out.decision["frame_solver"] = report
         return out
 
     def _rollout(self, env: EntUsrEnv, step: Callable[[], None], progress: Callable[[float, str], None]) -> Outcome:
@@ -147,3 +152,17 @@ class EntUsrTask(SequentialTask):
         return Outcome(evaluation=Evaluation(objective=means["usr"], metrics=means), decision=decision,
                        frames=p.frames * env.num_envs,
                        curves={k: v for k, v in per_frame.items()})
+
+
+def tally(report: dict[str, dict], info: dict) -> None:
+    """Add one frame's Solution.info to the run's per-frame solver report: subproblem `statuses`
+    are summed, and `stop` / `kept` / `feasible_found` and per-block `stop` values counted (e.g.
+    {"block_stop": {"done": 310, "budget": 10}}), so a failed or inaccurate solve in any frame shows in the run record."""
+    for status, n in info.get("statuses", {}).items():
+        report.setdefault("statuses", {})
+        report["statuses"][status] = report["statuses"].get(status, 0) + int(n)
+    values = [(key, info[key]) for key in ("stop", "kept", "feasible_found") if key in info]
+    values += [("block_stop", b["stop"]) for b in info.get("blocks", []) if "stop" in b]
+    for key, value in values:
+        counts = report.setdefault(key, {})
+        counts[str(value)] = counts.get(str(value), 0) + 1

@@ -212,7 +212,7 @@ class ConvexProgram(ABC):
 
     `surrogate(x)` builds, once, (concave objective, convex constraints, anchor), where
     `anchor(x0)` sets the cvxpy Parameters of the model at x0 (DPP: re-anchoring re-solves without
-    recompiling). `minorant=True` promises surrogate <= f everywhere (minorize-maximize: large
+    recompiling) and returns how many evaluations of f it spent (finite differences; charged). `minorant=True` promises surrogate <= f everywhere (minorize-maximize: large
     steps are safe); otherwise the surrogate is a local model and solvers add a trust region.
     `objective` is the true f, vectorized (n, d) -> (n,), -inf outside the feasible set.
     `to_decisions(x)` maps a continuous point to the decisions worth evaluating (one, or the
@@ -230,7 +230,7 @@ class ConvexProgram(ABC):
         """f at the rows of x (n, d); -inf where infeasible."""
 
     @abstractmethod
-    def surrogate(self, x: Any) -> tuple[Any, list, Callable[[np.ndarray], None]]:
+    def surrogate(self, x: Any) -> tuple[Any, list, Callable[[np.ndarray], int]]:
         """(concave cvxpy objective in x, convex cvxpy constraints, anchor setter)."""
 
     @abstractmethod

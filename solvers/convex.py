@@ -41,6 +41,7 @@ from .polyblock import BlockResult, Meter, OutOfBudget, charge, solve_blocks
 OK_STATUS = (cp.OPTIMAL, cp.OPTIMAL_INACCURATE)
 # Clarabel's Ruiz equilibration occasionally stalls on the exp-cone + SDP surrogates of ent-usr
 # (InsufficientProgress at a well-posed point); the same problem unequilibrated solves in ~20 ms
+SCREEN_SHARE, CONTINUED_BRANCHES = 0.25, 3  # branch programs: screening share, branches continued
 RETRIES: dict[str, tuple[dict, ...]] = {"CLARABEL": ({}, {"equilibrate_enable": False})}
 
 
@@ -220,10 +221,10 @@ class SurrogateStep:
     def __init__(self, prog: ConvexProgram, solver: str):
         d = len(prog.low)
         self.solver, self.x = solver, cp.Variable(d)
-        objective, constraints, self.anchor = prog.surrogate(self.x)
+        self.objective, constraints, self.anchor = prog.surrogate(self.x)
         self.center, self.radius = cp.Parameter(d), cp.Parameter(nonneg=True)
         width = np.maximum(np.asarray(prog.high, float) - prog.low, 1e-12)
-        self.problem = cp.Problem(cp.Maximize(objective), constraints + [
+        self.problem = cp.Problem(cp.Maximize(self.objective), constraints + [
             self.x >= prog.low, self.x <= prog.high, cp.abs(self.x - self.center) <= self.radius * width])
         if not self.problem.is_dcp(dpp=True):
             raise ValueError(f"convex: program {prog.label!r}: its surrogate is not DPP-compliant DCP")
@@ -231,7 +232,7 @@ class SurrogateStep:
     def solve(self, x0: np.ndarray, radius: float) -> np.ndarray:
         """The surrogate's maximizer around x0; `self.status` says how it was obtained (a retry
         without equilibration is labelled "<status> (no equilibration)")."""
-        self.anchor(x0)
+        self.spent = self.anchor(x0)  # evaluations of f the anchor needed (charged by the caller)
         self.center.value, self.radius.value = x0, radius
         attempts = RETRIES.get(self.solver, ({},))
         for k, options in enumerate(attempts):
@@ -247,12 +248,20 @@ class SurrogateStep:
                                    "subproblem (it always contains the current feasible point)")
         return np.asarray(self.x.value, float)
 
+    def predicted_gain(self, x0: np.ndarray) -> float:
+        """Surrogate value of the last solution minus its value at the anchor x0."""
+        best = float(self.problem.value)
+        self.x.value = x0
+        return best - float(self.objective.value)
 
-def sca_program(prog: ConvexProgram, cfg: ConvexConfig, meter: Meter, res: ScaResult) -> tuple[np.ndarray, float]:
-    """SCA on a ConvexProgram from its start: solve the surrogate around the incumbent, keep the
-    solution if the true f improves (trust region doubles), else halve the region. A minorant
-    surrogate starts with the whole box. Returns the incumbent (x, f(x))."""
-    x, fx = np.clip(np.asarray(prog.start, float), prog.low, prog.high), -np.inf
+
+def sca_program(prog: ConvexProgram, cfg: ConvexConfig, meter: Meter, res: ScaResult,
+                start: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+    """SCA on a ConvexProgram from `start` (default: its own): solve the surrogate around the
+    incumbent, keep the solution if the true f improves (trust region doubles), else halve the
+    region. A minorant surrogate starts with the whole box. Returns the incumbent (x, f(x))."""
+    start = prog.start if start is None else start
+    x, fx = np.clip(np.asarray(start, float), prog.low, prog.high), -np.inf
     radius = 1.0 if prog.minorant else cfg.trust_region
     tic = time.perf_counter()
     try:
@@ -269,6 +278,9 @@ def sca_program(prog: ConvexProgram, cfg: ConvexConfig, meter: Meter, res: ScaRe
                 raise OutOfBudget
             tic = now
             cand = np.clip(step.solve(x, radius), prog.low, prog.high)
+            meter.charge(step.spent)
+            if step.predicted_gain(x) <= cfg.rel_tol * max(abs(fx), 1e-12):
+                break  # stationary: the surrogate sees no ascent from x inside the region
             res.subproblems += 1
             res.statuses[step.status] = res.statuses.get(step.status, 0) + 1
             fc = meter.f(prog, cand[None])[0]
@@ -304,18 +316,33 @@ class Convex(Solver):
 
     def _branches(self, problem: Problem, programs: Sequence[ConvexProgram], budget: Budget,
                   rng: np.random.Generator) -> Solution:
-        """SCA on every branch's relaxation (half of the evaluations left), then the branches'
-        rounded-and-repaired decisions, best continuous value first, through `problem.evaluate`."""
+        """SCA on the branches' relaxations with half of the evaluations and time left: a quarter of
+        that screens every branch (even split), the rest continues the CONTINUED_BRANCHES best from
+        their screened points. Then the branches' rounded-and-repaired decisions, best continuous
+        value first, go through `problem.evaluate` until the budget ends."""
         remaining = getattr(problem, "remaining_evaluations", budget.evaluations)
-        meter = Meter(None if remaining is None else remaining // 2, self._deadline(problem, budget))
+        left = None if remaining is None else remaining // 2
+        deadline, start, used = self._deadline(problem, budget), time.perf_counter(), 0
         res = ScaResult(-np.inf, None, None, 0)
-        points = []
-        for prog in programs:
-            x, fx = sca_program(prog, self.config, meter, res)
-            res.branches_solved += 1
-            if np.isfinite(fx):
-                points.append((fx, prog, x))
-        charge(problem, meter.count)
+        points: dict[int, tuple[float, np.ndarray]] = {}
+        # screening: a quarter of the SCA share, evenly; then the best branches continue
+        plan = [(k, SCREEN_SHARE / len(programs)) for k in range(len(programs))]
+        for phase in range(2):
+            for j, (k, share) in enumerate(plan):
+                cap = None if left is None else int(share * left)
+                end = None if deadline is None else start + 0.5 * (deadline - start) * (
+                    SCREEN_SHARE * (j + 1) / len(plan) if phase == 0 else SCREEN_SHARE + (1 - SCREEN_SHARE) * (j + 1) / len(plan))
+                meter = Meter(cap, end)
+                x, fx = sca_program(programs[k], self.config, meter, res, points.get(k, (0, None))[1])
+                used += meter.count
+                if np.isfinite(fx) and fx >= points.get(k, (-np.inf,))[0]:
+                    points[k] = (fx, x)
+            res.branches_solved = len(points)
+            top = sorted(points, key=lambda k: -points[k][0])[:CONTINUED_BRANCHES]
+            plan = [(k, (1 - SCREEN_SHARE) / len(top)) for k in top]
+        points = [(fx, programs[k], x) for k, (fx, x) in points.items()]
+        res.stop = "done"  # the SCA caps are shares of the budget, not the end of it
+        charge(problem, used)
         best: tuple[float, dict] | None = None
         tried = 0
         try:
@@ -327,7 +354,7 @@ class Convex(Solver):
                         best = (float(ev.objective), decision)
         except BudgetExhausted:
             res.stop = "budget"
-        info = {"solver": self.config.solver, "stop": res.stop, "structure_evaluations": meter.count,
+        info = {"solver": self.config.solver, "stop": res.stop, "structure_evaluations": used,
                 "subproblems": res.subproblems, "statuses": res.statuses, "branches": len(programs),
                 "branches_solved": res.branches_solved, "rounded_candidates": tried,
                 "relaxation_value": max((p[0] for p in points), default=None)}

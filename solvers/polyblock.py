@@ -60,21 +60,21 @@ class Meter:
     def __init__(self, cap: int | None, deadline: float | None):
         self.cap, self.deadline, self.count = cap, deadline, 0
 
-    def _charge(self, n: int) -> None:
+    def charge(self, n: int) -> None:
         if (self.cap is not None and self.count + n > self.cap) or (
                 self.deadline is not None and time.perf_counter() >= self.deadline):
             raise OutOfBudget
         self.count += n
 
     def f(self, prog: MonotonicProgram, y: np.ndarray) -> np.ndarray:
-        self._charge(len(y))
+        self.charge(len(y))
         out = np.asarray(prog.objective(y), dtype=float).reshape(len(y))
         if np.isnan(out).any():
             raise ValueError(f"polyblock: branch {prog.label!r}: objective returned NaN at {y[np.isnan(out)][0]}")
         return out
 
     def g(self, prog: MonotonicProgram, y: np.ndarray) -> np.ndarray:
-        self._charge(len(y))
+        self.charge(len(y))
         out = np.asarray(prog.constraint(y), dtype=float).reshape(len(y))
         if np.isnan(out).any():  # NaN would read as infeasible and could cut feasible points off
             raise ValueError(f"polyblock: branch {prog.label!r}: constraint returned NaN at {y[np.isnan(out)][0]}")

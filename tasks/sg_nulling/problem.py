@@ -88,6 +88,11 @@ class SgNullingProblem(Problem):
         v = p2_violations(self.config, m, L, Q)
         return Evaluation(objective=m["ase_comm"], feasible=not v, violations=v, metrics=m)
 
+    def structure(self) -> dict:
+        """"convex": the continuous relaxation per Q for SCA with rounding and repair (relaxation.py)."""
+        from .relaxation import branches
+        return {"convex": branches(self.config)}
+
 
 def feasible_points(cfg: SgNullingConfig) -> dict[str, np.ndarray]:
     """Every DoF-feasible (K, L, J, Q) of the box (eq. 16a-b), as flat integer arrays."""

@@ -139,10 +139,9 @@ def test_polyblock_matches_the_exhaustive_grid_on_a_small_frame():
     # the grid's spacing is 1/40 of the box; the certified gap says how far its best can be
     assert res.bound - res.best <= 1e-4 * res.best
     assert res.best - best_grid <= 0.01 * best_grid
-    # one CCN block: the SINR-space program is exactly the power-level program convex works on
+    # convex works on the exact power-level program, of which the SINR-space one is a restriction
     cvx = Convex().solve(prob, Budget(evaluations=3000), np.random.default_rng(0))
-    assert cvx.info["program_value"] <= res.bound + 1e-12
-    assert cvx.info["program_value"] >= best_grid - 0.01 * best_grid  # this block's SCA reaches the optimum
+    assert cvx.info["program_value"] >= best_grid - 0.01 * best_grid
 
 
 def test_power_space_exhaustive_never_beats_the_polyblock_bound():
@@ -172,9 +171,9 @@ def test_power_space_exhaustive_never_beats_the_polyblock_bound():
 
 @pytest.mark.parametrize("topo", ["ccn", "mixed"])
 def test_bounds_dominate_every_value_on_full_frames(topo):
-    """Full-size frames: polyblock's bound (each block stopped early) is above the convex value (on
-    CCN blocks, where both solve the same program; a CFN block's SINR program is a restriction),
-    the reference point and random feasible points of every block."""
+    """Full-size frames: polyblock's bound (each block stopped early) is above the reference point and
+    random feasible points of every block; convex (on the exact power-level program) only improves
+    on its start."""
     progs = FULL_PROGS[topo]
     convex = FULL_PROB.structure(progs.x_ref)["convex_blocks"]
     rng = np.random.default_rng(4)
@@ -188,8 +187,6 @@ def test_bounds_dominate_every_value_on_full_frames(topo):
         c = cvx._block(convex.programs[k], convex.reference[k], 600, None)
         assert c.value >= convex.programs[k].objective(convex.reference[k][None])[0]  # SCA only improves
         assert all(s.split(" (")[0] in ("optimal", "optimal_inaccurate") for s in c.info["statuses"])
-        if pr.label.startswith("ccn"):
-            assert res.bound >= c.value
 
 
 # ------------------------------------------------------------------ per frame, end to end

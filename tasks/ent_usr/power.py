@@ -25,9 +25,11 @@ Monotonic reformulation of a block. y = (gamma_k for its users, lv_t for its tar
     eq. 44-45 clip monotonically, Gamma (eq. 32) is linear with non-negative coefficients in lv, the
     FIM (eq. 28-34) grows with Gamma in the PSD order, so the errors (eq. 37-38) shrink; the user
     powers grow with y.
-For a CCN block (one subband) this is exactly the power program over the lv of the block; for a CFN
-block a user's SINR target must hold on each of its subbands (one power per service for all of
-them, decision 5), a restriction: its utility can exceed f at the returned point."""
+The program is a restriction of the power program over the block's lv: users sit at their smallest
+levels for their SINR targets, although a user's beam also illuminates the targets (eq. 32 sums
+over every service's power), and for a CFN block a user's SINR target must hold on each of its
+subbands (one power per service for all of them, decision 5). Polyblock's bound certifies this
+restricted program; the exact power program in lv is `power_convex` (SCA, no bound)."""
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -40,9 +40,11 @@ from .polyblock import BlockResult, Meter, OutOfBudget, charge, solve_blocks
 
 OK_STATUS = (cp.OPTIMAL, cp.OPTIMAL_INACCURATE)
 # Clarabel's Ruiz equilibration occasionally stalls on the exp-cone + SDP surrogates of ent-usr
-# (InsufficientProgress at a well-posed point); the same problem unequilibrated solves in ~20 ms
-SCREEN_SHARE, CONTINUED_BRANCHES = 0.25, 3  # branch programs: screening share, branches continued
-RETRIES: dict[str, tuple[dict, ...]] = {"CLARABEL": ({}, {"equilibrate_enable": False})}
+# (InsufficientProgress at a well-posed point); the same problem solves unequilibrated, with more
+# equilibration passes, or with SCS (measured on the frames where it happened)
+RETRIES: dict[str, tuple[tuple[str, dict, str], ...]] = {"CLARABEL": (
+    ("CLARABEL", {}, ""), ("CLARABEL", {"equilibrate_enable": False}, " (no equilibration)"),
+    ("CLARABEL", {"equilibrate_max_iter": 50}, " (50 equilibration passes)"), ("SCS", {}, " (SCS)"))}
 
 
 class ConvexConfig(Config):
@@ -231,18 +233,19 @@ class SurrogateStep:
 
     def solve(self, x0: np.ndarray, radius: float) -> np.ndarray:
         """The surrogate's maximizer around x0; `self.status` says how it was obtained (a retry
-        without equilibration is labelled "<status> (no equilibration)")."""
+        is labelled, e.g. "optimal (no equilibration)"). SubproblemFailed when every attempt fails."""
         self.spent = self.anchor(x0)  # evaluations of f the anchor needed (charged by the caller)
         self.center.value, self.radius.value = x0, radius
-        attempts = RETRIES.get(self.solver, ({},))
-        for k, options in enumerate(attempts):
+        attempts = RETRIES.get(self.solver, ((self.solver, {}, ""),))
+        for k, (solver, options, label) in enumerate(attempts):
             try:
-                self.problem.solve(solver=self.solver, **options)
+                self.problem.solve(solver=solver, **options)
                 break
             except cp.SolverError as e:
                 if k == len(attempts) - 1:
+                    self.status = "solver_error"
                     raise SubproblemFailed(f"convex: {self.solver} failed on an SCA subproblem: {e}") from None
-        self.status = self.problem.status + (" (no equilibration)" if k else "")
+        self.status = self.problem.status + label
         if self.problem.status not in OK_STATUS or self.x.value is None:
             raise SubproblemFailed(f"convex: {self.solver} returned status {self.problem.status!r} on an SCA "
                                    "subproblem (it always contains the current feasible point)")
@@ -277,7 +280,13 @@ def sca_program(prog: ConvexProgram, cfg: ConvexConfig, meter: Meter, res: ScaRe
             if meter.deadline is not None and now + (now - tic) > meter.deadline:
                 raise OutOfBudget
             tic = now
-            cand = np.clip(step.solve(x, radius), prog.low, prog.high)
+            try:
+                cand = np.clip(step.solve(x, radius), prog.low, prog.high)
+            except SubproblemFailed:  # flagged in the statuses, treated as a rejected step: the incumbent stays
+                res.statuses[step.status] = res.statuses.get(step.status, 0) + 1
+                meter.charge(step.spent)
+                radius *= 0.5
+                continue
             meter.charge(step.spent)
             if step.predicted_gain(x) <= cfg.rel_tol * max(abs(fx), 1e-12):
                 break  # stationary: the surrogate sees no ascent from x inside the region

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from isacbench.api import Budget
+from isacbench.api import Budget, ConvexProgram
 from isacbench.solvers.convex import Convex, ConvexConfig, ScaResult, sca_program
 from isacbench.solvers.polyblock import Meter
 from isacbench.tasks.ent_usr import EntUsrTask
@@ -105,3 +105,33 @@ def test_per_frame_solver_statuses_reach_the_run_record():
     assert sum(report["block_stop"].values()) >= frames  # at least one block per frame
     assert sum(report["statuses"].values()) >= 2 * frames
     assert {s.split(" (")[0] for s in report["statuses"]} <= {"optimal", "optimal_inaccurate"}
+
+
+class _Boxed(ConvexProgram):
+    """max x s.t. x <= 0.5 (a linear f; its surrogate is exact), optionally an infeasible surrogate."""
+
+    low, high, start, label = np.zeros(1), np.ones(1), np.zeros(1), "toy"
+
+    def __init__(self, broken: bool):
+        self.broken = broken
+
+    def objective(self, x):
+        x = np.atleast_2d(x)[:, 0]
+        return np.where(x <= 0.5 + 1e-9, x, -np.inf)
+
+    def surrogate(self, x):
+        cons = [x <= 0.5] + ([x >= 2.0] if self.broken else [])
+        return x[0], cons, lambda x0: 0
+
+    def to_decisions(self, x):
+        return []
+
+
+@pytest.mark.parametrize("broken", [False, True])
+def test_failed_subproblems_are_flagged_and_keep_the_incumbent(broken):
+    res = ScaResult(-np.inf, None, None, 0)
+    x, fx = sca_program(_Boxed(broken), ConvexConfig(trust_region=1.0), Meter(None, None), res)
+    if broken:  # every subproblem infeasible: counted, and the feasible start is returned
+        assert fx == 0.0 and set(res.statuses) == {"infeasible"} and res.statuses["infeasible"] >= 1
+    else:
+        assert fx == pytest.approx(0.5, abs=1e-7) and set(res.statuses) == {"optimal"}

@@ -235,7 +235,26 @@ def _finite(v: Any) -> bool:
     return isinstance(v, (int, float, np.floating, np.integer)) and math.isfinite(float(v))
 
 
+_DROP = object()
+
+
+def _plain(v):
+    """v as plain JSON data (scalars, dicts and lists of them), or _DROP if it holds anything else."""
+    if isinstance(v, np.generic):
+        return v.item()
+    if v is None or isinstance(v, (str, int, float, bool)):
+        return v
+    if isinstance(v, dict):
+        items = {str(k): _plain(x) for k, x in v.items()}
+        return _DROP if any(x is _DROP for x in items.values()) else items
+    if isinstance(v, (list, tuple)):
+        items = [_plain(x) for x in v]
+        return _DROP if any(x is _DROP for x in items) else items
+    return _DROP
+
+
 def _scalars(info: dict) -> dict:
-    """JSON-friendly solver info (drops curves and arrays, which go to metrics/artifacts)."""
-    return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in info.items()
-            if not k.startswith("curve:") and isinstance(v, (str, int, float, bool, np.generic, type(None)))}
+    """JSON-friendly solver info, e.g. subproblem statuses; curves and arrays are dropped (they go to
+    metrics / artifacts)."""
+    out = {k: _plain(v) for k, v in info.items() if not k.startswith("curve:")}
+    return {k: v for k, v in out.items() if v is not _DROP}

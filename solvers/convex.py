@@ -39,6 +39,7 @@ from isacbench.api import Budget, BudgetExhausted, Config, ConvexProgram, Monoto
 from .polyblock import BlockResult, Meter, OutOfBudget, charge, solve_blocks
 
 OK_STATUS = (cp.OPTIMAL, cp.OPTIMAL_INACCURATE)
+SCREEN_SHARE, CONTINUED_BRANCHES = 0.25, 3  # branch programs: screening share, branches continued
 # Clarabel's Ruiz equilibration occasionally stalls on the exp-cone + SDP surrogates of ent-usr
 # (InsufficientProgress at a well-posed point); the same problem solves unequilibrated, with more
 # equilibration passes, or with SCS (measured on the frames where it happened)

@@ -89,3 +89,23 @@ def test_p2_branches_respect_the_floors():
     progs = branches(cfg)
     assert [p.Q for p in progs] == list(range(2, cfg.Mt - 2))  # K = J = 1, L = 3: 3 + Q <= M_t
     assert all(np.exp(p.low[1]) == pytest.approx(3) for p in progs)
+
+
+def test_cli_run_records_the_optimum_and_the_solver_statuses(workdir):
+    """`isacbench run --task sg-nulling --solver convex` as a user types it: the task's solver budget
+    (2000), the exhaustive optimum, and the subproblem statuses in the run's solution.json."""
+    import json
+
+    from conftest import cli
+    from mlflow.tracking import MlflowClient
+
+    p = cli(["run", "--task", "sg-nulling", "--solver", "convex", "--json"], workdir)
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout.splitlines()[-1])
+    prob = SgNullingProblem(SgNullingConfig())
+    best = prob.evaluate(Exhaustive().solve(prob, Budget(), np.random.default_rng(0)).decision).objective
+    assert out["objective"] == pytest.approx(best, rel=1e-12) and out["evaluations"] <= 2000
+    client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
+    path = client.download_artifacts(out["run_id"], "solution.json", str(workdir))
+    info = json.load(open(path))["info"]
+    assert info["statuses"]["optimal"] > 0 and info["rounded_candidates"] > 0

@@ -27,6 +27,7 @@ point passed to g, charged to the runner's budgeted problem, plus one `problem.e
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal, Sequence
 
@@ -240,7 +241,9 @@ class SurrogateStep:
         attempts = RETRIES.get(self.solver, ((self.solver, {}, ""),))
         for k, (solver, options, label) in enumerate(attempts):
             try:
-                self.problem.solve(solver=solver, **options)
+                with warnings.catch_warnings():  # "Solution may be inaccurate": counted in the statuses instead
+                    warnings.simplefilter("ignore", UserWarning)
+                    self.problem.solve(solver=solver, **options)
                 break
             except cp.SolverError as e:
                 if k == len(attempts) - 1:

@@ -8,6 +8,7 @@ any run reached ("best known").
 """
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -63,7 +64,6 @@ def summarize(runs: pd.DataFrame, metrics: tuple[str, ...] = (), seed: int = 0) 
     """Aggregate runs into leaderboard rows (see module docstring)."""
     if runs.empty:
         return pd.DataFrame()
-    rng = np.random.default_rng(seed)
     rows = []
     for inst, inst_runs in runs.groupby("instance", sort=True):
         feasible_runs = inst_runs[inst_runs["feasible"] > 0.5]
@@ -78,6 +78,8 @@ def summarize(runs: pd.DataFrame, metrics: tuple[str, ...] = (), seed: int = 0) 
             ok = g[g["feasible"] > 0.5]
             obj = ok["objective"].to_numpy(dtype=float)
             mean = float(obj.mean()) if len(obj) else float("nan")
+            # one stream per row: a row's CI does not change when other solvers' runs are added
+            rng = np.random.default_rng([seed, zlib.crc32(f"{inst}|{solver}|{budget}".encode())])
             lo, hi = bootstrap_ci(obj, rng) if len(obj) else (float("nan"), float("nan"))
             row = {"instance": inst, "solver": solver, "budget": budget, "objective": mean,
                    "ci_low": lo, "ci_high": hi,

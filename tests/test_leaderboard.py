@@ -58,3 +58,19 @@ def test_curves_panel_averages_step_metrics_over_seeds(workdir):
     assert [p.name for p in paths] == ["toy.md", "toy.csv", "toy.png", "toy-curves.png"]
     assert "![toy leaderboard](toy-curves.png)" in (workdir / "lb" / "toy.md").read_text()
     assert leaderboard.write(Tracker(), "toy", workdir / "lb2", curves=("absent",))[-1].name == "toy.png"
+
+
+def test_a_rows_confidence_interval_does_not_depend_on_other_rows():
+    import numpy as np
+    import pandas as pd
+
+    from isacbench.leaderboard import summarize
+
+    def runs(solver, values):
+        return pd.DataFrame({"instance": "i", "solver": solver, "budget": "evaluations=10", "seed": range(len(values)),
+                             "objective": values, "feasible": 1.0, "bound": np.nan, "evaluations": 10.0, "wall_s": 1.0})
+    a = runs("b-solver", [1.0, 2.0, 4.0, 3.0, 7.0])
+    alone = summarize(a).set_index("solver")
+    both = summarize(pd.concat([runs("a-solver", [5.0, 6.0, 9.0]), a])).set_index("solver")
+    assert alone.loc["b-solver", "ci_low"] < 3.4 < alone.loc["b-solver", "ci_high"]
+    assert (alone.loc["b-solver", ["ci_low", "ci_high"]] == both.loc["b-solver", ["ci_low", "ci_high"]]).all()

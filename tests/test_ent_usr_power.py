@@ -139,9 +139,10 @@ def test_polyblock_matches_the_exhaustive_grid_on_a_small_frame():
     # the grid's spacing is 1/40 of the box; the certified gap says how far its best can be
     assert res.bound - res.best <= 1e-4 * res.best
     assert res.best - best_grid <= 0.01 * best_grid
-    # convex works on the exact power-level program, of which the SINR-space one is a restriction
+    # convex works on the exact power-level program, of which the SINR-space one is a restriction; on
+    # this small frame the bound still holds for it (as for exhaustive search over the levels, below)
     cvx = Convex().solve(prob, Budget(evaluations=3000), np.random.default_rng(0))
-    assert cvx.info["program_value"] >= best_grid - 0.01 * best_grid
+    assert best_grid - 0.01 * best_grid <= cvx.info["program_value"] <= res.bound
 
 
 def test_power_space_exhaustive_never_beats_the_polyblock_bound():

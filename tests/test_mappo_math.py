@@ -57,10 +57,11 @@ def test_head_log_prob_and_entropy_match_torch_distributions(size, classes, low,
     high = low + width
     cases = [(Head("b", "bernoulli", size), lambda p: D.Bernoulli(logits=p)),
              (Head("c", "categorical", size, classes=classes), lambda p: D.Categorical(logits=p.view(7, size, classes))),
-             (Head("x", "continuous", size, low=low, high=high),
+             (Head("x", "continuous", size, low=low, high=high),  # mode m, concentration kappa, widened support
               lambda p: D.TransformedDistribution(
-                  D.Beta(1 + torch.nn.functional.softplus(p[..., :size]), 1 + torch.nn.functional.softplus(p[..., size:])),
-                  [D.AffineTransform(low, width)]))]
+                  D.Beta(1 + p[..., size:].exp() * torch.sigmoid(p[..., :size]),
+                         1 + p[..., size:].exp() * torch.sigmoid(-p[..., :size])),
+                  [D.AffineTransform(low - H.MARGIN * width, (1 + 2 * H.MARGIN) * width)]))]
     for head, ref in cases:
         p = torch.randn(7, H.n_params(head), generator=g) * 2
         with torch.random.fork_rng():
@@ -105,7 +106,8 @@ def test_sampled_and_mode_actions_stay_in_the_head_domain(kind, size, classes, l
     head = Head("h", kind, size, classes=classes, low=low, high=low + width)
     g = torch.Generator().manual_seed(seed)
     p = torch.randn(64, 3, H.n_params(head), generator=g) * scale  # extreme logits included
-    for a in (H.sample(head, p), H.mode(head, p)):
+    raw = H.sample(head, p)  # continuous samples live on the widened support; the env gets them clipped
+    for a in (H.env_action(head, raw), H.mode(head, p)):
         assert a.shape == (64, 3, size) and torch.isfinite(a).all()
         if kind == "bernoulli":
             assert set(a.unique().tolist()) <= {0.0, 1.0}
@@ -114,6 +116,10 @@ def test_sampled_and_mode_actions_stay_in_the_head_domain(kind, size, classes, l
         else:
             assert (a >= head.low).all() and (a <= head.high).all()
         assert all(torch.isfinite(t).all() for t in H.log_prob_entropy(head, p, a))
+    if kind == "continuous":
+        m = H.MARGIN * width
+        assert (raw >= head.low - m).all() and (raw <= head.high + m).all()
+        assert torch.isfinite(H.log_prob_entropy(head, p, raw)[0]).all()
 
 
 def test_running_norm_matches_batch_moments():
@@ -155,14 +161,59 @@ def test_bad_config_is_one_clear_user_error(cfg, needle):
 def test_reference_bias_centres_each_head_on_the_reference_action(u, classes, ref_class):
     ref_class %= classes
     cont = Head("p", "continuous", 1, low=-1.0, high=3.0)
-    beta = H._beta(H.reference_bias(cont, [-1.0 + 4.0 * u]))
-    mode = (beta.concentration1 - 1) / (beta.concentration1 + beta.concentration0 - 2)
-    assert mode.item() == pytest.approx(u, abs=1e-4)  # Beta mode = the reference, in head units
-    assert (beta.concentration1 + beta.concentration0).item() == pytest.approx(2 + H.REF_CONCENTRATION, abs=2e-3)
+    bias = H.reference_bias(cont, [-1.0 + 4.0 * u])
+    beta = H._beta(bias)
+    mode = (beta.concentration1 - 1) / (beta.concentration1 + beta.concentration0 - 2)  # on the widened support
+    assert (-2.0 + 6.0 * mode).item() == pytest.approx(-1.0 + 4.0 * u, abs=1e-4)  # = the reference, head units
+    assert H.mode(cont, bias).item() == pytest.approx(-1.0 + 4.0 * u, abs=1e-4)  # (bounds included, exactly)
+    assert (beta.concentration1 + beta.concentration0).item() == pytest.approx(2 + H.REF_CONCENTRATION, rel=1e-5)
     cat = Head("c", "categorical", 1, classes=classes)
     prob = torch.softmax(H.reference_bias(cat, [ref_class]), -1)
     e = math.exp(H.REF_LOGIT_CLASS)
     assert prob[ref_class].item() == pytest.approx(e / (e + classes - 1), rel=1e-6)
     bits = torch.sigmoid(H.reference_bias(Head("b", "bernoulli", 2), [1, 0]))
-    assert bits.tolist() == pytest.approx([1 / (1 + math.exp(-2.0)), 1 / (1 + math.exp(2.0))], rel=1e-6)
+    b = H.REF_LOGIT_BIT
+    assert bits.tolist() == pytest.approx([1 / (1 + math.exp(-b)), 1 / (1 + math.exp(b))], rel=1e-6)
     assert torch.equal(H.reference_bias(cat, None), torch.zeros(classes))
+
+
+@pytest.mark.parametrize("u", [0.0, 0.5, 1.0])
+def test_continuous_head_mode_stays_responsive_at_the_reference(u):
+    # Issue 6: with alpha, beta = 1 + softplus(.) a reference at a bound left d mean / d output ~ 6e-4 and the
+    # heads never moved. Mode-concentration on the widened support: d mode / d x_m = (1 + 2 MARGIN) m (1 - m)
+    # in head units, m = (u + MARGIN) / (1 + 2 MARGIN) on the widened support (0.208 at a bound, 0.375 mid-way).
+    head = Head("p", "continuous", 1, low=0.0, high=1.0)
+    x = H.reference_bias(head, [u]).requires_grad_(True)
+    low, width = -H.MARGIN, 1 + 2 * H.MARGIN
+    beta = H._beta(x)
+    (low + width * beta.mean).sum().backward()
+    m = (u + H.MARGIN) / width
+    d_mode = width * m * (1 - m)
+    assert H.mode(head, x.detach()).item() == pytest.approx(u, abs=1e-6)
+    # the Beta mean tracks the mode to O(1/kappa): its slope is within 5 % of the mode's
+    assert x.grad[0].item() == pytest.approx(d_mode, rel=0.05)
+    assert d_mode > 0.2
+
+
+def test_mean_baseline_gives_standardized_one_frame_advantages_and_no_critic():
+    # default preset (baseline=mean, lambda=0): A_n = r_n - mean(r), then eq. 81 over frames, envs and agents
+    from isacbench.multiagent import RoleSpec
+    from isacbench.solvers.mappo.algorithm import prepare
+    from isacbench.solvers.mappo.policy import ActorCritic
+    from isacbench.solvers.mappo.rollout import Rollout
+
+    spec = RoleSpec("r", 2, 3, (Head("x", "continuous", 1),))
+    hyper = MAPPO({}).config.hyper()
+    assert (hyper.baseline, hyper.gae_lambda) == ("mean", 0.0)
+    model = ActorCritic({"r": spec}, 5, ("r",), hyper)
+    assert len(model.critics) == 0 and len(model.value_norm) == 0
+    T, B = 3, 2
+    rewards = torch.tensor([[1.0, 2.0], [4.0, 0.0], [3.0, 2.0]])  # mean 2
+    role = {"obs": torch.zeros(T, B, 2, 3), "state": torch.zeros(T, B, 6),
+            "actions": {"x": torch.full((T, B, 2, 1), 0.5)}, "log_prob": torch.zeros(T, B, 2, 1)}
+    ro = Rollout(roles={"r": role}, rewards=rewards, dones=torch.tensor([[False] * 2, [False] * 2, [True] * 2]),
+                 metrics={}, episode_return=0.0, frames=T * B)
+    d = prepare(model, ro, hyper)["r"]
+    centred = (rewards - 2.0).flatten()  # (-1, 0, 2, -2, 1, 0): sd sqrt(10/6)
+    expect = (centred / math.sqrt(10 / 6)).unsqueeze(-1).expand(-1, 2)  # both agents share the frame reward
+    assert d.target is None and torch.allclose(d.advantage, expect, atol=1e-6)

@@ -6,6 +6,8 @@ Per role u:  L^u = L_pi^u + c_V L_V^u, with
 and the optimizer steps on sum_u L^u (one Adam over all actors and critics).
 Value targets are normalized by a running mean/std per role (value normalization, as in the
 official MAPPO); the paper's smooth-L1 loss is applied in normalized units.
+baseline="mean" (default preset) builds no critic: GAE runs with V = 0 on rewards centred by
+the rollout's mean (with lambda = 0: A_n = r_n - mean r), and L^u = L_pi^u.
 """
 from __future__ import annotations
 
@@ -29,24 +31,33 @@ class RoleData:
     actions: dict[str, torch.Tensor]  # head -> (N, n, size)
     log_prob: torch.Tensor  # (N, n, D) per action component
     advantage: torch.Tensor  # (N, n), standardized (eq. 81)
-    target: torch.Tensor  # (N, n), normalized return (eq. 84)
+    target: torch.Tensor | None  # (N, n), normalized return (eq. 84); None without a critic
 
 
 @torch.no_grad()
 def prepare(model: ActorCritic, rollout: Rollout, hyper: Hyper) -> dict[str, RoleData]:
-    """GAE (eqs. 79-80) with each role's critic, targets (eq. 84), standardization (eq. 81)."""
+    """GAE (eqs. 79-80) with each role's critic (or the mean baseline), targets (eq. 84),
+    standardization (eq. 81)."""
     data = {}
+    critic = hyper.baseline == "critic"
+    rewards = rollout.rewards if critic else rollout.rewards - rollout.rewards.mean()
+    flat = lambda x: x.flatten(0, 1)  # noqa: E731  (T, B, ...) -> (T*B, ...)
     for role, r in rollout.roles.items():
-        vnorm = model.value_norm[role]
-        values = vnorm.denormalize(model.critics[role](r["state"], r["actions"]))  # (T, B, n)
-        adv = gae(rollout.rewards, values, rollout.dones, hyper.gamma, hyper.gae_lambda)
-        returns = adv + values  # eq. 84
-        vnorm.update(returns)
-        flat = lambda x: x.flatten(0, 1)  # noqa: E731  (T, B, ...) -> (T*B, ...)
+        n = r["log_prob"].shape[2]
+        if critic:
+            vnorm = model.value_norm[role]
+            values = vnorm.denormalize(model.critics[role](r["state"], r["actions"]))  # (T, B, n)
+        else:  # baseline "mean": V = 0 on centred rewards, i.e. delta_n = r_n - mean(r)
+            values = rollout.rewards.new_zeros(*rollout.rewards.shape, n)
+        adv = gae(rewards, values, rollout.dones, hyper.gamma, hyper.gae_lambda)
+        target = None
+        if critic:
+            returns = adv + values  # eq. 84
+            vnorm.update(returns)
+            target = flat(vnorm(returns))
         data[role] = RoleData(obs=flat(r["obs"]), state=flat(r["state"]),
                               actions={k: flat(v) for k, v in r["actions"].items()},
-                              log_prob=flat(r["log_prob"]), advantage=flat(standardize(adv)),
-                              target=flat(vnorm(returns)))
+                              log_prob=flat(r["log_prob"]), advantage=flat(standardize(adv)), target=target)
     return data
 
 
@@ -72,12 +83,15 @@ def role_loss(model: ActorCritic, role: str, d: RoleData, idx: torch.Tensor, cli
     if hyper.ratio == "component":
         surrogate = surrogate.mean(-1)
     actor = -(surrogate + ent_coef * ent).mean()  # eq. 82
-    value = model.critics[role](d.state[idx], actions)
-    critic = F.smooth_l1_loss(value, d.target[idx], beta=1.0)  # eqs. 85-86
     with torch.no_grad():
-        stats = {"actor_loss": actor.detach(), "critic_loss": critic.detach(), "entropy": ent.mean(),
+        stats = {"actor_loss": actor.detach(), "entropy": ent.mean(),
                  "clip_fraction": ((ratio - 1).abs() > clip).float().mean(),
                  "approx_kl": ((ratio - 1) - log_ratio).mean()}
+    if d.target is None:  # baseline "mean": no critic
+        return actor, stats
+    value = model.critics[role](d.state[idx], actions)
+    critic = F.smooth_l1_loss(value, d.target[idx], beta=1.0)  # eqs. 85-86
+    stats["critic_loss"] = critic.detach()
     return actor + hyper.value_coef * critic, stats
 
 

@@ -37,6 +37,7 @@ class Hyper:
     critic_hidden: tuple[int, ...]
     critic_action: bool
     ratio: str
+    baseline: str
     frames: int
 
 
@@ -46,13 +47,14 @@ PRESETS: dict[str, Hyper] = {
     "paper": Hyper(num_envs=32, lr=5e-5, gamma=0.9, gae_lambda=0.96, clip_start=0.3, clip_end=0.15,
                    ent_start=1e-3, ent_end=1e-4, value_coef=0.5, epochs=5, minibatches=1, max_grad_norm=10.0,
                    actor_hidden=(256, 256, 256, 256), critic_hidden=(512, 512, 512), critic_action=True,
-                   ratio="joint", frames=2_000_000),
-    # CPU preset: same algorithm and Table I discounting/clipping/entropy schedule; smaller nets,
-    # a 6x larger learning rate, per-component ratio clipping and a state-only critic (see docs).
-    "default": Hyper(num_envs=16, lr=3e-4, gamma=0.9, gae_lambda=0.96, clip_start=0.3, clip_end=0.15,
+                   ratio="joint", baseline="critic", frames=2_000_000),
+    # CPU preset: same actors, ratio clipping and Table I clip/entropy schedule; smaller nets, a 6x
+    # larger learning rate, per-component ratio clipping, and the rollout's mean reward as the
+    # baseline of one-frame advantages (lambda = 0) instead of a learned critic (see docs).
+    "default": Hyper(num_envs=16, lr=3e-4, gamma=0.9, gae_lambda=0.0, clip_start=0.3, clip_end=0.15,
                      ent_start=1e-3, ent_end=1e-4, value_coef=0.5, epochs=4, minibatches=2, max_grad_norm=10.0,
                      actor_hidden=(128, 128), critic_hidden=(256, 256), critic_action=False,
-                     ratio="component", frames=48_000),
+                     ratio="component", baseline="mean", frames=48_000),
 }
 
 
@@ -81,6 +83,9 @@ class MappoConfig(Config):
     critic_action: bool | None = Field(None, description="feed the agent's own action to its critic (eq. 78)")
     ratio: Literal["joint", "component"] | None = Field(
         None, description="PPO ratio per agent action (eq. 83c) or per action component")
+    baseline: Literal["critic", "mean"] | None = Field(
+        None, description="advantage baseline: the role's learned critic (eqs. 78-80) or the rollout's mean "
+                          "reward (no critic; GAE on centred rewards with V = 0)")
     frames: int | None = Field(None, ge=1, description="training frames when the budget names neither "
                                                         "frames nor seconds")
     deterministic: bool = Field(True, description="act with the policy's mode at evaluation (Sec. V-D1)")

@@ -2,8 +2,10 @@
 
 * bernoulli   -> independent Bernoulli bits (service classification, eqs. 56-58)
 * categorical -> independent categoricals (FG grouping eq. 64, beam angles in Theta, eqs. 61, 66)
-* continuous  -> independent Beta distributions scaled to [low, high] (powers, bandwidth split,
-  eqs. 56, 61, 66); the environment projects the raw vector onto its budget simplex.
+* continuous  -> independent Beta distributions on the head's interval [low, high] widened by
+  MARGIN of its width at each end, parametrized by mode and concentration; the action sent to
+  the environment is clipped to [low, high] (`env_action`), which then projects power shares
+  onto its budget simplex (powers, bandwidth split, eqs. 56, 61, 66).
 
 The joint log-probability of an agent is the sum over its heads' components (factored policy,
 eq. 77) and its entropy the sum of component entropies (eq. 83b); both are returned per component. Parameters arrive as one flat
@@ -20,9 +22,13 @@ from torch.nn import functional as F
 from isacbench.multiagent import Head
 
 EPS = 1e-6  # keeps Beta samples strictly inside (0, 1) so their log-density stays finite
+# Continuous heads: the Beta lives on [low - MARGIN w, high + MARGIN w] (w = high - low), so a mode at a
+# bound (e.g. full power) is an interior point that the clipped action reaches exactly.
+MARGIN = 0.25
+LOG_KAPPA_MAX = 10.0  # concentration kappa = exp(x) <= e^10
 # Reference initialization (see `reference_bias`): logit of the reference bit / class, and the Beta
-# concentration above 1 put on the reference value (alpha - 1 = 40 u, beta - 1 = 40 (1 - u)).
-REF_LOGIT_BIT, REF_LOGIT_CLASS, REF_CONCENTRATION = 2.0, 4.0, 40.0
+# concentration kappa (alpha - 1 = kappa m, beta - 1 = kappa (1 - m), m = the mode on the widened support).
+REF_LOGIT_BIT, REF_LOGIT_CLASS, REF_CONCENTRATION = 4.0, 6.0, 200.0
 KINDS = ("bernoulli", "categorical", "continuous")
 
 
@@ -44,12 +50,24 @@ def split(heads: tuple[Head, ...], params: torch.Tensor) -> dict[str, torch.Tens
 
 
 def _beta(p: torch.Tensor) -> D.Beta:
-    alpha, beta = (1.0 + F.softplus(x) for x in p.chunk(2, dim=-1))  # concentrations > 1: unimodal
-    return D.Beta(alpha, beta, validate_args=False)
+    """Mode-concentration parametrization: m = sigmoid(x_m), kappa = exp(x_k), alpha = 1 + kappa m,
+    beta = 1 + kappa (1 - m): unimodal with mode exactly m. Unlike alpha = 1 + softplus(.), the mode
+    moves with O(1) sensitivity to x_m at any concentration, and Adam's steps on x_k are relative."""
+    x_m, x_k = p.chunk(2, dim=-1)
+    m, kappa = torch.sigmoid(x_m), torch.exp(x_k.clamp(max=LOG_KAPPA_MAX))
+    return D.Beta(1.0 + kappa * m, 1.0 + kappa * (1.0 - m), validate_args=False)
 
 
-def _scale(head: Head) -> float:
-    return head.high - head.low
+def _support(head: Head) -> tuple[float, float]:
+    """(lower end, width) of the Beta's widened support."""
+    width = head.high - head.low
+    return head.low - MARGIN * width, (1 + 2 * MARGIN) * width
+
+
+def env_action(head: Head, action: torch.Tensor) -> torch.Tensor:
+    """The action the environment receives: continuous values clipped to [low, high] (the stored,
+    unclipped sample is the one whose log-probability PPO uses); other kinds unchanged."""
+    return action.clamp(head.low, head.high) if head.kind == "continuous" else action
 
 
 def sample(head: Head, p: torch.Tensor) -> torch.Tensor:
@@ -60,22 +78,26 @@ def sample(head: Head, p: torch.Tensor) -> torch.Tensor:
         logits = p.unflatten(-1, (head.size, head.classes))
         u = torch.rand_like(logits).clamp_min(1e-20)
         return (logits - torch.log(-torch.log(u))).argmax(-1).float()
-    return head.low + _scale(head) * _beta(p).sample().clamp(EPS, 1 - EPS)
+    low, width = _support(head)  # on the widened support: pass it through `env_action`
+    return low + width * _beta(p).sample().clamp(EPS, 1 - EPS)
 
 
 def mode(head: Head, p: torch.Tensor) -> torch.Tensor:
-    """Deterministic action for execution: most likely bit/class, Beta mean for continuous."""
+    """Deterministic action for execution: most likely bit/class; the Beta mode for continuous,
+    clipped to [low, high]."""
     if head.kind == "bernoulli":
         return (p > 0).float()
     if head.kind == "categorical":
         return p.unflatten(-1, (head.size, head.classes)).argmax(-1).float()
-    return head.low + _scale(head) * _beta(p).mean
+    low, width = _support(head)
+    return env_action(head, low + width * torch.sigmoid(p.chunk(2, dim=-1)[0]))
 
 
 def log_prob_entropy(head: Head, p: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(log pi(action), entropy) of each of the head's components, (..., size); the agent's
     log-probability and entropy are their sums over components and heads (eqs. 77, 83b).
-    Continuous heads: density and differential entropy in the head's own units [low, high]."""
+    Continuous heads: density and differential entropy of the unclipped action in the head's own
+    units, on the widened support."""
     if head.kind == "bernoulli":  # log pi = a log sigma(p) + (1 - a) log sigma(-p)
         logp = -F.binary_cross_entropy_with_logits(p, action, reduction="none")
         ent = F.binary_cross_entropy_with_logits(p, torch.sigmoid(p), reduction="none")
@@ -84,21 +106,17 @@ def log_prob_entropy(head: Head, p: torch.Tensor, action: torch.Tensor) -> tuple
         logits = torch.log_softmax(p.unflatten(-1, (head.size, head.classes)), dim=-1)
         logp = logits.gather(-1, action.long().unsqueeze(-1)).squeeze(-1)
         return logp, -(logits.exp() * logits).sum(-1)
-    dist, log_scale = _beta(p), math.log(_scale(head))
-    u = ((action - head.low) / _scale(head)).clamp(EPS, 1 - EPS)
+    (low, width), dist = _support(head), _beta(p)
+    log_scale = math.log(width)
+    u = ((action - low) / width).clamp(EPS, 1 - EPS)
     return dist.log_prob(u) - log_scale, dist.entropy() + log_scale
-
-
-def _softplus_inv(y: torch.Tensor) -> torch.Tensor:
-    y = y.clamp_min(1e-3)
-    return y + torch.log(-torch.expm1(-y))
 
 
 def reference_bias(head: Head, ref) -> torch.Tensor:
     """Output-layer bias (n_params,) that centres the head's initial distribution on the reference
     action `ref` (size,): bit logits +-REF_LOGIT_BIT; the reference class REF_LOGIT_CLASS above the
-    others; a Beta whose mode is the reference value. ref None: zeros (uniform classes / bits,
-    Beta(1.69, 1.69))."""
+    others; a Beta whose mode is the reference value, concentration REF_CONCENTRATION. ref None:
+    zeros (uniform classes / bits, Beta(1.5, 1.5) centred on the head's interval)."""
     if ref is None:
         return torch.zeros(n_params(head))
     r = torch.as_tensor(ref, dtype=torch.float32).reshape(head.size)
@@ -106,8 +124,9 @@ def reference_bias(head: Head, ref) -> torch.Tensor:
         return (2 * r - 1) * REF_LOGIT_BIT
     if head.kind == "categorical":
         return (F.one_hot(r.long(), head.classes) * REF_LOGIT_CLASS).flatten().float()
-    u = ((r - head.low) / _scale(head)).clamp(0, 1)  # mode (alpha-1)/(alpha+beta-2) = u
-    return torch.cat([_softplus_inv(REF_CONCENTRATION * u), _softplus_inv(REF_CONCENTRATION * (1 - u))])
+    low, width = _support(head)
+    m = ((r.clamp(head.low, head.high) - low) / width)  # in [MARGIN, 1 + MARGIN] / (1 + 2 MARGIN)
+    return torch.cat([torch.logit(m), torch.full_like(m, math.log(REF_CONCENTRATION))])
 
 
 def encode(head: Head, action: torch.Tensor) -> torch.Tensor:
@@ -115,7 +134,7 @@ def encode(head: Head, action: torch.Tensor) -> torch.Tensor:
     if head.kind == "categorical":
         return F.one_hot(action.long(), head.classes).flatten(-2).float()
     if head.kind == "continuous":
-        return (action - head.low) / _scale(head)
+        return (action - head.low) / (head.high - head.low)
     return action
 
 

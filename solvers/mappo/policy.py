@@ -13,6 +13,9 @@ from .networks import RoleActor, RoleCritic, RunningNorm
 from .topology import fixed_actions
 
 
+TIME_FEATURES = 1  # the critics also see the fraction of the episode left (rollout.collect)
+
+
 class ActorCritic(nn.Module):
     """Actors and critics of the trained roles, with their running normalizers."""
 
@@ -28,11 +31,13 @@ class ActorCritic(nn.Module):
             bias = torch.cat([H.reference_bias(h, refs.get(h.name)) for h in self.roles[r].heads])
             with torch.no_grad():
                 actor.out.bias.copy_(bias.expand_as(actor.out.bias))
-        self.critics = nn.ModuleDict({r: RoleCritic(s, state_dim, hyper.critic_hidden, hyper.critic_action)
-                                      for r, s in self.roles.items()})
+        critics = self.roles if hyper.baseline == "critic" else {}  # baseline=mean: no critic at all
+        self.critics = nn.ModuleDict({r: RoleCritic(s, state_dim + TIME_FEATURES, hyper.critic_hidden,
+                                                    hyper.critic_action)
+                                      for r, s in critics.items()})
         self.obs_norm = nn.ModuleDict({r: RunningNorm((s.n_agents, s.obs_dim)) for r, s in self.roles.items()})
         self.state_norm = RunningNorm((state_dim,))
-        self.value_norm = nn.ModuleDict({r: RunningNorm((), clip=float("inf")) for r in self.roles})
+        self.value_norm = nn.ModuleDict({r: RunningNorm((), clip=float("inf")) for r in critics})
 
     def evaluate(self, role: str, obs: torch.Tensor, actions: dict[str, torch.Tensor]):
         """log pi and entropy of every action component of every agent, (..., n, D), all heads
@@ -64,6 +69,7 @@ class MAPPOPolicy:
 
 
 def to_numpy(head, action: torch.Tensor) -> np.ndarray:
-    """Environment dtype: integers for bits and classes, float64 for continuous values."""
-    a = action.detach().cpu().numpy()
+    """Environment action (`heads.env_action`) in its dtype: integers for bits and classes, float64
+    for continuous values."""
+    a = H.env_action(head, action).detach().cpu().numpy()
     return a.astype(np.float64) if head.kind == "continuous" else a.astype(np.int64)

@@ -31,17 +31,21 @@ def collect(env: MultiAgentEnv, model: ActorCritic, topology: str, seed: int, de
     Observations and states are normalized with the running statistics frozen for the
     rollout (stored normalized, so old and new log-probabilities use the same inputs); the
     statistics are updated afterwards. The state stored for a role is env.state() at the
-    moment its stage acts (it reflects the earlier stages' actions)."""
+    moment its stage acts (it reflects the earlier stages' actions), followed by the fraction of the
+    episode's frames still to play (1 - n / N_T): the value of a terminal episode depends on it, and
+    env.state() does not contain the frame index (see docs/solvers/mappo.md, "time-aware critic")."""
     env.reset(seed=seed)
     store = {r: RoleRollout() for r in model.roles}
     rewards, dones, metrics = [], [], {}
     raw_obs = {r: [] for r in model.roles}
     raw_state = []
-    limit = 10 * max(1, getattr(env, "frames_per_episode", 1000))
+    horizon = max(1, getattr(env, "frames_per_episode", 1000))
+    limit = 10 * horizon
     while True:
+        remaining = torch.full((env.num_envs, 1), 1.0 - len(rewards) / horizon, device=device)
         for stage in env.stages:
             s_raw = torch.as_tensor(env.state(), dtype=torch.float32, device=device)
-            s = model.state_norm(s_raw)
+            s = torch.cat([model.state_norm(s_raw), remaining], -1)  # critic input: state | time left
             if any(r in model.roles for r in stage):
                 raw_state.append(s_raw)
             acts = {}

@@ -28,8 +28,8 @@ class EntUsrTask(SequentialTask):
     name: ClassVar[str] = "ent-usr"
     description: ClassVar[str] = "elastic CCN/CFN topology, multi-agent multi-frame USR maximization (ENT paper)"
     Config = EntUsrConfig
-    # 48k frames: ~8-9 min of MAPPO training (~98 frames/s of one CPU core, measured) + evaluation,
-    # i.e. a ~10-minute `isacbench run --task ent-usr --solver mappo` on a free 2-core machine
+    # 48k frames: `isacbench run --task ent-usr --solver mappo` took 6-7 min (training + evaluation)
+    # on the shared 2-core machine with a second run beside it (measured, default preset)
     default_budget: ClassVar[Budget] = Budget(frames=48_000, evaluations=20)
     # per-frame polyblock / convex spend ~5 evaluations on bookkeeping: give them room to optimize
     solver_budgets: ClassVar[dict[str, Budget]] = {"polyblock": Budget(evaluations=1000),

@@ -1,28 +1,26 @@
-"""Successive convex approximation (SCA) with cvxpy on monotonic programs.
+"""Successive convex approximation (SCA) with cvxpy, on what `problem.structure()` offers:
 
-For every discrete branch (a `MonotonicProgram` of `problem.structure()["monotonic"]`,
-e.g. sg-cluster's (L, N) pairs of P2, eq. 41) the continuous part max f(y) s.t.
-g(y) <= 0, low <= y <= high is solved by sequential linear programming with a trust
-region (sequential linear programming, the simplest member of the SCA family: Marks &
-Wright, "A general inner approximation algorithm for nonconvex mathematical programs",
-Oper. Res. 1978; Scutari, Facchinei, Lampariello, IEEE TSP 2017): at the iterate y_k the
-convex subproblem
+* `convex_blocks` (ent-usr: separable power blocks) and `convex` (sg-nulling: relaxed branches):
+  `ConvexProgram`s that build their own concave surrogate around an anchor (`sca_program`,
+  `SurrogateStep`: the surrogate plus the box and a trust region, one DPP problem re-anchored
+  through Parameters). A step is kept only if the true f improves; a branch program's continuous
+  points are then rounded and repaired by the program and checked with `problem.evaluate`.
+* `monotonic` (sg-cluster P2, eq. 41): trust-region sequential linear programming on each branch
+  max f(y) s.t. g(y) <= 0, low <= y <= high (Marks & Wright, Oper. Res. 1978; Scutari, Facchinei,
+  Lampariello, IEEE TSP 2017): at y_k the LP
 
     max  grad f(y_k)^T y
     s.t. g(y_k) + grad g(y_k)^T (y - y_k) <= 0,  |y - y_k| <= r_k,  low <= y <= high
 
-(coordinates scaled to the unit box) is a DPP-parametrized cvxpy problem, compiled once
-per dimension and re-solved with new parameters (default solver Clarabel). A step is
-accepted only if the true point is feasible and improves f; otherwise the trust region
-halves. Every iterate is feasible, so the value found is a lower bound on the optimum
-and never exceeds a certified upper bound (polyblock's). Gradients are forward
-differences. Every branch is first screened: its start point is the feasible end of a
-bisection for the upper boundary along the diagonal low -> high. SCA then visits the
-branches in decreasing order of that screened value and skips a branch once f(high), an
-upper bound of the branch (f increasing), is below the incumbent.
+  (unit-box coordinates, forward-difference gradients) is compiled once per dimension
+  (`LinearizedStep`). Every iterate is feasible, so the value never exceeds a certified upper
+  bound (polyblock's). Branches are screened (the feasible end of a bisection along the diagonal),
+  visited best first, and skipped once f(high), a bound of the branch (f increasing), is below the
+  incumbent.
 
-Evaluation accounting as in polyblock: one evaluation per point passed to f and one per
-point passed to g, charged to the runner's budgeted problem, plus one `problem.evaluate`.
+Evaluation accounting as in polyblock: one evaluation per point passed to f or g (and per
+finite-difference point of a ConvexProgram's anchor), charged to the runner's budgeted problem,
+plus every `problem.evaluate`. Subproblem statuses are counted in `info["statuses"]`.
 """
 from __future__ import annotations
 

@@ -37,6 +37,8 @@ POS, VEL = np.eye(4)[:, :2], np.eye(4)[:, 2:]
 
 
 class PowerBlockProgram(ConvexProgram):
+    """One block's power program in its levels (users, then targets) and its concave minorant."""
+
     minorant = True
 
     def __init__(self, p: Params, block: Block, signaling_total: float, start: np.ndarray,
@@ -50,7 +52,7 @@ class PowerBlockProgram(ConvexProgram):
         nu = len(block.users)
         # rate terms (i, k) on used subbands (eq. 26 weights > 0)
         self.i_idx, self.k_idx = np.nonzero(block.weight.T > 0)
-        rows = block.gain[self.i_idx, :, :][np.arange(len(self.i_idx)), self.k_idx]  # G_ik. (n_terms, U)
+        rows = block.gain[self.i_idx, self.k_idx]  # G_ik. of eq. 24, (n_terms, U)
         own = rows[np.arange(len(rows)), self.k_idx]
         interf = rows.copy()
         interf[np.arange(len(rows)), self.k_idx] = 0.0

@@ -26,17 +26,18 @@ from isacbench.api import ConvexProgram
 
 from . import analytic
 from .config import SgNullingConfig
+from .problem import sensing_rates
 
 FD_STEP = 1e-6  # forward-difference step in z = ln(K, L, J)
 PENALTY = 100.0  # mu of the exact penalty, times (1 + |f(start)|)
 
 
 class RelaxedBranch(ConvexProgram):
+    """The relaxed problem for one Q (see the module docstring)."""
+
     minorant = False
 
     def __init__(self, cfg: SgNullingConfig, Q: int):
-        from .problem import sensing_rates
-
         self.cfg, self.Q, self.label = cfg, Q, f"Q={Q}"
         self.rates = sensing_rates(cfg.sensing_gain, cfg.alpha, cfg.beta, cfg.lambda_b, cfg.Mt - 1)
         floor_l = cfg.L_min if cfg.problem == "P2" else 1

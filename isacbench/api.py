@@ -10,7 +10,7 @@ import math
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Iterator, Literal, Mapping, Protocol, get_origin
+from typing import Any, Callable, ClassVar, Iterator, Literal, Mapping, Protocol, get_args, get_origin
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -357,10 +357,14 @@ def _field_range(cls: type[Config], key: str) -> str:
         for attr, sym in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
             if getattr(m, attr, None) is not None:
                 bounds.append(f"{sym} {getattr(m, attr)}")
-    if get_origin(f.annotation) is Literal:  # pydantic's message already lists the choices
+    ann = f.annotation
+    args = [a for a in get_args(ann) if a is not type(None)]
+    if len(args) == 1 and len(get_args(ann)) == 2:  # X | None ("None: take it from the preset")
+        ann = args[0]
+    if get_origin(ann) is Literal:  # pydantic's message already lists the choices
         return ""
-    ann = getattr(f.annotation, "__name__", str(f.annotation))
-    return f" (allowed: {ann}{' ' + ' and '.join(bounds) if bounds else ''})"
+    name = getattr(ann, "__name__", str(ann))
+    return f" (allowed: {name}{' ' + ' and '.join(bounds) if bounds else ''})"
 
 
 # ------------------------------------------------------------------------- tasks

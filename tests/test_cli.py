@@ -114,8 +114,13 @@ def test_sequential_task_results_are_not_overwritten_by_its_curves(workdir):
      "error: task ent-usr config: M=5 must be a square number"),
     (["run", "--task", "ent-usr", "--solver", "mappo", "-S", "topology=star"],
      "error: solver mappo config topology='star': Input should be 'ent', 'ccn-only' or 'cfn-only'"),
+    (["run", "--task", "ent-usr", "--solver", "mappo", "-S", "baseline=foo"],  # an optional Literal key
+     "error: solver mappo config baseline='foo': Input should be 'critic' or 'mean'"),
+    (["run", "--task", "ent-usr", "--solver", "mappo", "-S", "lr=2"],  # an optional bounded key
+     "error: solver mappo config lr=2: Input should be less than or equal to 1 (allowed: float > 0 and <= 1)"),
 ])
 def test_task_and_solver_config_errors_read_as_one_plain_line(workdir, args, message):
     p = cli(args, workdir)
     assert p.returncode == 2 and p.stderr.strip().splitlines() == [p.stderr.strip()]
     assert p.stderr.strip().startswith(message) and "Literal" not in p.stderr and "?" not in p.stderr
+    assert "Optional" not in p.stderr

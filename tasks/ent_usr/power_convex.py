@@ -70,11 +70,9 @@ class PowerBlockProgram(ConvexProgram):
                                 np.broadcast_to(s["u"], (block.dim,) + s["u"].shape),
                                 s["u"][None] * s["coef"].transpose(2, 1, 0),
                                 np.broadcast_to(s["sums"], (block.dim,) + s["sums"].shape))  # (S, T, 4, 4)
-            j0 = s["J_pred"] + np.einsum("s,stij->tij", self.start, basis)
-            self.scale = 1.0 / np.sqrt(np.einsum("tii->ti", j0))  # (T, 4): unit diagonal at the start
-            outer = self.scale[:, :, None] * self.scale[:, None, :]
-            self.fim_basis = basis * outer[None]
-            self.j_pred = s["J_pred"] * outer
+            self.fim_basis, self.j_pred = basis, s["J_pred"]
+            j0 = self.j_pred + np.einsum("s,stij->tij", self.start, basis)
+            self.scale = 1.0 / np.sqrt(np.einsum("tii->ti", j0))  # (T, 4): unit diagonal at the start (SDP)
             self.e_unit = self._errors(self.start[None])[0]  # (2, T) errors at the start: the SDP's units
         self.err_log_max = np.log10(p.err_max)
         self.err_span = np.log10(p.err_max) - np.log10(p.err_min)
@@ -91,9 +89,7 @@ class PowerBlockProgram(ConvexProgram):
 
     def _errors(self, lv: np.ndarray) -> np.ndarray:
         """(n, 2, T) position and velocity errors (eq. 37-38) of the BFIM J_pred + sum_s lv_s F_s (eq. 36)."""
-        J = self.j_pred[None] + np.einsum("ns,stij->ntij", lv, self.fim_basis)  # scaled: D J D
-        diag = np.einsum("ntii->nti", np.linalg.inv(J)) * self.scale[None] ** 2  # diag of the unscaled J^{-1}
-        return np.stack([diag[..., 0] + diag[..., 1], diag[..., 2] + diag[..., 3]], axis=1)
+        return np.stack(sensing.errors(self.j_pred[None] + np.einsum("ns,stij->ntij", lv, self.fim_basis)), axis=1)
 
     def objective(self, lv: np.ndarray) -> np.ndarray:
         lv = np.atleast_2d(np.asarray(lv, float))
@@ -116,10 +112,11 @@ class PowerBlockProgram(ConvexProgram):
         if n_t:
             inv_e0 = cp.Parameter((2, n_t), nonneg=True)
             log_e0 = cp.Parameter((2, n_t))
-            flat = self.fim_basis.reshape(b.dim, n_t, 16)
+            outer = self.scale[:, :, None] * self.scale[:, None, :]  # D J D: unit diagonal at the start
+            flat = (self.fim_basis * outer[None]).reshape(b.dim, n_t, 16)
             errs = [[], []]
             for t in range(n_t):
-                J = cp.reshape(flat[:, t].T @ x, (4, 4), order="C") + self.j_pred[t]
+                J = cp.reshape(flat[:, t].T @ x, (4, 4), order="C") + self.j_pred[t] * outer[t]
                 J = (J + J.T) / 2
                 for row, P in enumerate((POS, VEL)):  # e / e_unit = tr(P^T J^{-1} P) / e_unit
                     errs[row].append(cp.matrix_frac(P * self.scale[t][:, None] / np.sqrt(self.e_unit[row, t]), J))

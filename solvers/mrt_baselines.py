@@ -19,9 +19,12 @@ class _MRTRule(Solver):
     tasks: ClassVar[frozenset[str]] = frozenset({"ent-usr"})
     kinds: ClassVar[frozenset[str]] = frozenset({"sequential"})
 
+    federated: ClassVar[bool] = False  # the fixed rule: every service local (CCN-only) or federated (CFN-only)
+
     def topology(self, prob, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """(fed (M, K+Q) bool, group (M,) int)."""
-        raise NotImplementedError
+        """(fed (M, K+Q) bool, group (M,) int): the fixed rule, CCNs grouped into R contiguous CFNs."""
+        p = prob.p
+        return np.full((p.M, p.K + p.Q), self.federated), prob.contiguous_groups()
 
     def solve(self, problem: Problem, budget: Budget, rng: np.random.Generator) -> Solution:
         prob = _frame_problem(problem, self.name)
@@ -43,15 +46,8 @@ class CcnMRT(_MRTRule):
     name = "ccn-mrt"
     description = "CCN-only with MRT: every service local, each CCN on its own subband, equal power"
 
-    def topology(self, prob, rng):
-        p = prob.p
-        return np.zeros((p.M, p.K + p.Q), bool), prob.contiguous_groups()
-
 
 class CfnMRT(_MRTRule):
     name = "cfn-mrt"
     description = "CFN-only with MRT: every service federated, CCNs grouped into R contiguous CFNs, equal power"
-
-    def topology(self, prob, rng):
-        p = prob.p
-        return np.ones((p.M, p.K + p.Q), bool), prob.contiguous_groups()
+    federated = True

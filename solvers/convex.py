@@ -337,20 +337,20 @@ class Convex(Solver):
         res = ScaResult(-np.inf, None, None, 0)
         points: dict[int, tuple[float, np.ndarray]] = {}
         # screening: a quarter of the SCA share, evenly; then the best branches continue
-        plan = [(k, SCREEN_SHARE / len(programs)) for k in range(len(programs))]
-        for phase in range(2):
-            for j, (k, share) in enumerate(plan):
-                cap = None if left is None else int(share * left)
-                end = None if deadline is None else start + 0.5 * (deadline - start) * (
-                    SCREEN_SHARE * (j + 1) / len(plan) if phase == 0 else SCREEN_SHARE + (1 - SCREEN_SHARE) * (j + 1) / len(plan))
+        # (branches, window [t0, t1] of the SCA share): screen every branch, then continue the best
+        for branches, t0, t1 in ((range(len(programs)), 0.0, SCREEN_SHARE), (None, SCREEN_SHARE, 1.0)):
+            if branches is None:
+                branches = sorted(points, key=lambda k: -points[k][0])[:CONTINUED_BRANCHES]
+            for j, k in enumerate(branches):
+                cap = None if left is None else int((t1 - t0) / len(branches) * left)
+                end = None if deadline is None else (
+                    start + 0.5 * (deadline - start) * (t0 + (t1 - t0) * (j + 1) / len(branches)))
                 meter = Meter(cap, end)
                 x, fx = sca_program(programs[k], self.config, meter, res, points.get(k, (0, None))[1])
                 used += meter.count
                 if np.isfinite(fx) and fx >= points.get(k, (-np.inf,))[0]:
                     points[k] = (fx, x)
-            res.branches_solved = len(points)
-            top = sorted(points, key=lambda k: -points[k][0])[:CONTINUED_BRANCHES]
-            plan = [(k, (1 - SCREEN_SHARE) / len(top)) for k in top]
+        res.branches_solved = len(points)
         points = [(fx, programs[k], x) for k, (fx, x) in points.items()]
         res.stop = "done"  # the SCA caps are shares of the budget, not the end of it
         charge(problem, used)

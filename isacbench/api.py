@@ -10,10 +10,12 @@ import math
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Iterator, Literal, Mapping, Protocol, get_args, get_origin
+from typing import Any, Callable, ClassVar, Iterator, Literal, Mapping, NamedTuple, Protocol, get_args, get_origin
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .multiagent import MultiAgentEnv
 
 
 class UserError(Exception):
@@ -184,9 +186,9 @@ class Problem(ABC):
     def evaluate(self, x: Mapping) -> Evaluation:
         """Evaluate decision x (a dict name -> value)."""
 
-    def structure(self) -> dict:
-        """Optional hints for specialized solvers (e.g. monotonicity, convex builders)."""
-        return {}
+    def structure(self) -> "Structure":
+        """Structure a specialized solver can use (monotonic / convex programs); empty by default."""
+        return Structure()
 
 
 @dataclass
@@ -195,8 +197,8 @@ class MonotonicProgram:
     with f and g increasing in every coordinate of y (so the feasible set is normal).
     `objective` and `constraint` are vectorized: y of shape (n, d) -> (n,).
     `to_decision` maps a point y back to a decision of the problem's space.
-    A problem exposes a list of these (one per discrete branch, e.g. per cluster size)
-    as `structure()["monotonic"]`."""
+    A problem offers a list of these (one per discrete branch, e.g. per cluster size)
+    as `Structure.monotonic`."""
 
     low: np.ndarray
     high: np.ndarray
@@ -212,12 +214,13 @@ class ConvexProgram(ABC):
 
     `surrogate(x)` builds, once, (concave objective, convex constraints, anchor), where
     `anchor(x0)` sets the cvxpy Parameters of the model at x0 (DPP: re-anchoring re-solves without
-    recompiling) and returns how many evaluations of f it spent (finite differences; charged). `minorant=True` promises surrogate <= f everywhere (minorize-maximize: large
-    steps are safe); otherwise the surrogate is a local model and solvers add a trust region.
+    recompiling) and returns how many evaluations of f it spent (finite differences; charged).
+    `minorant=True` promises surrogate <= f everywhere (minorize-maximize: large steps are safe);
+    otherwise the surrogate is a local model and solvers add a trust region.
     `objective` is the true f, vectorized (n, d) -> (n,), -inf outside the feasible set.
     `to_decisions(x)` maps a continuous point to the decisions worth evaluating (one, or the
-    rounded-and-repaired neighbours of a relaxation). A problem exposes a list of these (one per
-    discrete branch) as `structure()["convex"]`."""
+    rounded-and-repaired neighbours of a relaxation). A problem offers a list of these (one per
+    discrete branch) as `Structure.convex`."""
 
     low: np.ndarray
     high: np.ndarray
@@ -238,8 +241,43 @@ class ConvexProgram(ABC):
         """Decisions of the problem's space for the continuous point x."""
 
 
+@dataclass
+class SeparablePrograms:
+    """Programs over disjoint blocks of variables whose objectives add up to the problem's
+    objective (e.g. ent-usr's power levels per CCN / CFN): each block can be solved alone.
+    `reference[k]` is block k's point in `reference_decision`; `combine(points)` maps one point per
+    block back to a decision; `reference_evaluations` problem evaluations were spent choosing the
+    reference (a solver charges them)."""
+
+    programs: list  # MonotonicProgram or ConvexProgram, one per block
+    reference: list[np.ndarray]
+    reference_decision: dict
+    combine: Callable[[list[np.ndarray]], dict]
+    reference_evaluations: int = 0
+
+
+@dataclass
+class Structure:
+    """What a problem offers specialized solvers (every field optional):
+    `monotonic` branch programs (polyblock, convex), `convex` branch relaxations (convex), and the
+    separable block forms `monotonic_blocks` (polyblock) and `convex_blocks` (convex)."""
+
+    monotonic: list[MonotonicProgram] = field(default_factory=list)
+    convex: list[ConvexProgram] = field(default_factory=list)
+    monotonic_blocks: SeparablePrograms | None = None
+    convex_blocks: SeparablePrograms | None = None
+
+
+class Incumbent(NamedTuple):
+    objective: float
+    decision: dict
+
+
 class BudgetedProblem(Problem):
-    """Wraps a problem: counts evaluations, enforces the budget and keeps the best-so-far trace."""
+    """What a solver receives: the problem, with its evaluations counted against the budget.
+    `evaluate` raises BudgetExhausted once the budget is spent; the best feasible point so far is
+    kept (`best`), so a solver that runs out, or returns `Solution(decision=None)`, still gets a
+    result. `charge(n)` counts evaluations made outside `evaluate` (e.g. of structure functions)."""
 
     def __init__(self, problem: Problem, budget: "Budget", clock: Callable[[], float] = time.perf_counter):
         self.inner = problem
@@ -247,7 +285,7 @@ class BudgetedProblem(Problem):
         self.objective_names = problem.objective_names
         self.budget = budget
         self.evaluations = 0
-        self.best: tuple[float, dict] | None = None
+        self.best: Incumbent | None = None
         self.trace: list[float] = []  # best feasible objective after each evaluation (nan until one)
         self._clock = clock
         self._start = clock()
@@ -257,37 +295,40 @@ class BudgetedProblem(Problem):
         return self._clock() - self._start
 
     @property
+    def remaining(self) -> int | None:
+        """Evaluations left (None: no evaluation budget)."""
+        return None if self.budget.evaluations is None else self.budget.evaluations - self.evaluations
+
+    @property
+    def deadline(self) -> float | None:
+        """The clock time (time.perf_counter) when the time budget ends (None: no time budget)."""
+        return None if self.budget.seconds is None else self._start + self.budget.seconds
+
+    @property
     def exhausted(self) -> bool:
         b = self.budget
         return ((b.evaluations is not None and self.evaluations >= b.evaluations)
                 or (b.seconds is not None and self.elapsed >= b.seconds))
-
-    @property
-    def remaining_evaluations(self) -> int | None:
-        return None if self.budget.evaluations is None else self.budget.evaluations - self.evaluations
 
     def evaluate(self, x: Mapping) -> Evaluation:
         if self.exhausted:
             raise BudgetExhausted(f"budget exhausted after {self.evaluations} evaluations")
         ev = self.inner.evaluate(x)
         self.evaluations += 1
-        if ev.feasible and (self.best is None or ev.objective > self.best[0]):
-            self.best = (ev.objective, dict(x))
-        self.trace.append(self.best[0] if self.best else float("nan"))
+        if ev.feasible and (self.best is None or ev.objective > self.best.objective):
+            self.best = Incumbent(float(ev.objective), dict(x))
+        self.trace.append(self.best.objective if self.best else float("nan"))
         return ev
 
     def charge(self, n: int) -> None:
         """Count n evaluations made outside `evaluate` (e.g. of a solver's structure functions)."""
+        if n <= 0:
+            return
         self.evaluations += n
-        self.trace.extend([self.best[0] if self.best else float("nan")] * n)
+        self.trace.extend([self.best.objective if self.best else float("nan")] * n)
 
-    def structure(self) -> dict:
+    def structure(self) -> Structure:
         return self.inner.structure()
-
-    def __getattr__(self, name):  # task-specific helpers of the wrapped problem
-        if name == "inner":
-            raise AttributeError(name)
-        return getattr(self.inner, name)
 
 
 # ------------------------------------------------------------------------ budget
@@ -383,6 +424,9 @@ class Task(ABC):
     leaderboard_metrics: ClassVar[tuple[str, ...]] = ()
     #: step-indexed metrics (e.g. training curves) the leaderboard plots, mean over seeds per solver
     leaderboard_curves: ClassVar[tuple[str, ...]] = ()
+    #: config keys that restrict the decision (e.g. ent-usr's topology) rather than define the
+    #: instance: left out of the instance id, shown in the run's variant label like solver settings
+    setting_keys: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: Mapping | TaskConfig | None = None):
         self.config = config if isinstance(config, self.Config) else build_config(self.Config, config, f"task {self.name}")
@@ -410,48 +454,70 @@ class Task(ABC):
 class Reporter:
     """How long-running work reports back: a progress callback (fraction done, status
     text), step-indexed metrics (streamed to MLflow), and a folder whose files the
-    runner logs as artifacts. Defaults do nothing."""
+    runner logs as artifacts (checkpoints, plots). Defaults do nothing."""
 
     progress: Callable[[float, str], None] = lambda fraction, text: None
     log_metrics: Callable[[dict, int], None] = lambda metrics, step: None
     artifact_dir: str | None = None
     run_id: str | None = None
+    tracking_uri: str | None = None  # the store of this run (e.g. to resume from another run's artifacts)
+
+
+#: builds a batched multi-agent environment: (num_envs, seed) -> MultiAgentEnv
+EnvFactory = Callable[[int, "int | None"], MultiAgentEnv]
 
 
 class SequentialTask(Task):
-    """Episodes of frames (e.g. ent-usr). The task runs a solver over its fixed
-    evaluation episodes and returns the episode-mean evaluation."""
+    """Episodes of frames played by agents (e.g. ent-usr). The task declares everything a solver
+    and the runner need; the runner owns the loops (`runner.execute`):
+
+    * `make_env(num_envs, seed)`: the batched multi-agent environment (`isacbench.multiagent`),
+      with its roles, stages, `frames_per_episode` and optional `reference_actions()` hint; learning
+      solvers train on it (`LearningSolver.train(make_env, ...)`).
+    * `evaluation_env()`: the fixed evaluation episodes, the same for every solver.
+    * `objective_metric`: the per-frame metric of `end_frame` whose mean over the evaluation
+      episodes is the run's objective (every other per-frame metric is averaged too).
+    * optionally `frame_problems(env)` and `apply_frame_decisions(env, problems, decisions)`: the
+      static problem of the current frame in each environment, so that per-frame optimizers act as
+      centralized, genie-aided solvers through the same checks as static problems."""
 
     kind: ClassVar[str] = "sequential"
+    objective_metric: ClassVar[str]
 
     @abstractmethod
-    def run_solver(self, solver: "Solver", budget: Budget, rng: np.random.Generator,
-                   reporter: Reporter) -> "Outcome":
-        """Train (a LearningSolver) or act per frame (optimizers), then evaluate on the
-        task's fixed evaluation seeds, shared by all solvers."""
+    def make_env(self, num_envs: int, seed: int | None = None) -> MultiAgentEnv:
+        """A batched environment of `num_envs` episodes on this instance."""
 
+    @abstractmethod
+    def evaluation_env(self) -> MultiAgentEnv:
+        """The fixed evaluation episodes (already reset), shared by all solvers."""
 
-@dataclass
-class Outcome:
-    """A sequential task's evaluation of a solver."""
+    def frame_problems(self, env: MultiAgentEnv) -> list[Problem]:
+        """The current frame's static problem of every environment of the batch."""
+        raise NotImplementedError(f"task {self.name!r} offers no frame problems")
 
-    evaluation: Evaluation
-    decision: dict  # summary of the decisions taken (JSON-serializable)
-    evaluations: int = 0
-    frames: int = 0
-    curves: dict[str, list[float]] = field(default_factory=dict)  # step-indexed metrics (files: reporter.artifact_dir)
+    def apply_frame_decisions(self, env: MultiAgentEnv, problems: list[Problem], decisions: list[dict]) -> None:
+        """Play the current frame with one decision per environment (all stages at once)."""
+        raise NotImplementedError(f"task {self.name!r} offers no frame problems")
+
+    @classmethod
+    def offers_frame_problems(cls) -> bool:
+        return cls.frame_problems is not SequentialTask.frame_problems
 
 
 # ----------------------------------------------------------------------- solvers
 @dataclass
 class Solution:
-    decision: dict
+    """A solver's answer. `decision=None`: the runner takes the best feasible point evaluated."""
+
+    decision: dict | None = None
     bound: float | None = None  # certified upper bound on the optimum, if the solver proves one
     info: dict[str, Any] = field(default_factory=dict)
 
 
 class Solver(ABC):
-    """Subclasses set `name`, optionally `Config`, `tasks` (None = any) and `kinds`."""
+    """Subclasses set `name`, optionally `Config`, `tasks` (None = any) and `kinds`
+    ('static' problems; 'sequential': acts per frame on a sequential task's frame problems)."""
 
     name: ClassVar[str]
     description: ClassVar[str] = ""
@@ -465,29 +531,32 @@ class Solver(ABC):
     def __init__(self, config: Mapping | Config | None = None):
         self.config = config if isinstance(config, self.Config) else build_config(self.Config, config, f"solver {self.name}")
 
+    def settings(self) -> dict:
+        """The solver's non-default settings that change what it computes (its variant)."""
+        default = self.Config().model_dump(mode="json")
+        return {k: v for k, v in self.config.model_dump(mode="json").items()
+                if v != default.get(k) and k not in self.operational_keys}
+
     @property
     def variant(self) -> str:
-        """The solver's name with its non-default settings, e.g. `mappo[topology=ccn-only]`:
+        """The solver's name with its non-default settings, e.g. `optuna[sampler=cmaes]`:
         leaderboards and sweeps compare variants, not bare names."""
-        default = self.Config().model_dump(mode="json")
-        changed = {k: v for k, v in self.config.model_dump(mode="json").items()
-                   if v != default.get(k) and k not in self.operational_keys}
-        return self.name + ("[" + ",".join(f"{k}={v}" for k, v in sorted(changed.items())) + "]" if changed else "")
+        return variant_label(self.name, self.settings())
 
     @classmethod
     def supports(cls, task: type[Task]) -> bool:
-        return (cls.tasks is None or task.name in cls.tasks) and task.kind in cls.kinds
+        if not (cls.tasks is None or task.name in cls.tasks) or task.kind not in cls.kinds:
+            return False
+        return task.kind != "sequential" or issubclass(cls, LearningSolver) or task.offers_frame_problems()
 
     @abstractmethod
-    def solve(self, problem: Problem, budget: Budget, rng: np.random.Generator) -> Solution:
-        """Return the best decision found within `budget`."""
+    def solve(self, problem: BudgetedProblem, budget: Budget, rng: np.random.Generator) -> Solution:
+        """Return the best decision found within `budget` (or None: the best evaluated)."""
 
 
-def best_or_sample(problem: Problem, rng: np.random.Generator) -> dict:
-    """The incumbent of a budgeted problem, else a random point (used when a budget is empty)."""
-    best = getattr(problem, "best", None)
-    return dict(best[1]) if best else problem.space.sample(rng)
-
+def variant_label(name: str, settings: Mapping[str, Any]) -> str:
+    """'mappo' + {'lr': 0.001} -> 'mappo[lr=0.001]' (settings sorted)."""
+    return name + ("[" + ",".join(f"{k}={v}" for k, v in sorted(settings.items())) + "]" if settings else "")
 
 
 class Policy(Protocol):
@@ -498,14 +567,16 @@ class Policy(Protocol):
 
 
 class LearningSolver(Solver):
-    """A solver that learns a policy on a sequential task's batched environment."""
+    """A solver that learns a decentralized policy on a sequential task's batched environment.
+    The runner calls `train`, then plays the returned policy on the task's evaluation episodes."""
 
     kinds: ClassVar[frozenset[str]] = frozenset({"sequential"})
 
     @abstractmethod
-    def train(self, task: SequentialTask, budget: Budget, rng: np.random.Generator,
-              reporter: Reporter) -> Policy:
-        """Train within `budget` (frames and/or seconds) and return the policy."""
+    def train(self, make_env: EnvFactory, budget: Budget, rng: np.random.Generator, reporter: Reporter) -> Policy:
+        """Train within `budget` (frames and/or seconds) and return the policy. `make_env(num_envs,
+        seed)` builds training environments; `reporter` takes progress, step-indexed metrics and
+        checkpoint files (`reporter.artifact_dir`)."""
 
-    def solve(self, problem: Problem, budget: Budget, rng: np.random.Generator) -> Solution:
+    def solve(self, problem: BudgetedProblem, budget: Budget, rng: np.random.Generator) -> Solution:
         raise UserError(f"solver {self.name!r} learns a policy; it has no static solve")

@@ -8,7 +8,7 @@ LPB and FG, then FPB). `end_frame` computes the frame's shared reward.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from abc import ABC, abstractmethod
 
 import numpy as np
 
@@ -50,25 +50,41 @@ class RoleSpec:
         return out
 
 
-class MultiAgentEnv(Protocol):
+class MultiAgentEnv(ABC):
+    """Base of batched multi-agent environments (PettingZoo-like, with a leading batch axis).
+
+    Attributes a subclass sets: `num_envs` (B), `roles` (name -> RoleSpec), `stages` (the roles
+    acting together, in order), `state_dim` (global state size for centralized critics) and
+    `frames_per_episode` (all B episodes end together after this many frames)."""
+
     num_envs: int
     roles: dict[str, RoleSpec]
     stages: tuple[tuple[str, ...], ...]
     state_dim: int
     frames_per_episode: int
 
+    @abstractmethod
     def reset(self, seed: int | None = None) -> None:
         """Start new episodes in all B environments (first frame, stage 0)."""
 
+    @abstractmethod
     def observe(self, role: str) -> np.ndarray:
         """(B, n_agents, obs_dim) observations of `role` at the current stage."""
 
+    @abstractmethod
     def state(self) -> np.ndarray:
         """(B, state_dim) global state for centralized critics."""
 
+    @abstractmethod
     def act(self, actions: dict[str, dict[str, np.ndarray]]) -> None:
         """Apply the current stage's actions: role -> head name -> (B, n_agents, size)."""
 
+    @abstractmethod
     def end_frame(self) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
         """Finish the frame: (reward (B,), done (B,), per-frame metrics name -> (B,)).
         When done, the next call to `reset` starts new episodes."""
+
+    def reference_actions(self) -> dict[str, dict[str, np.ndarray | None]]:
+        """Optional hint for learners: per role and head, one agent-independent action (size,) of
+        a sensible rule, or None where the rule has no preference. Empty: no hint."""
+        return {}

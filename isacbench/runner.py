@@ -10,9 +10,9 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from . import registry
-from .api import (Budget, BudgetedProblem, BudgetExhausted, Evaluation, Reporter, SequentialTask, Solver, Task,
-                  UserError, best_or_sample)
+from . import episodes, registry
+from .api import (Budget, BudgetedProblem, BudgetExhausted, Evaluation, LearningSolver, Problem, Reporter,
+                  SequentialTask, Solver, Task, UserError, variant_label)
 from .tracking import TAG, Tracker, instance_id
 
 BOUND_TOLERANCE = 1e-9
@@ -73,35 +73,58 @@ def solver_rng(seed: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence(seed))
 
 
-def execute(task: Task, solver: Solver, budget: Budget, seed: int,
-            reporter: Reporter | None = None) -> tuple[Evaluation, dict, int, float | None, list[float], dict]:
-    """Solve and re-evaluate. Returns (evaluation, decision, evaluations, bound, trace, info)."""
-    reporter = reporter or Reporter()
-    rng = solver_rng(seed)
-    if isinstance(task, SequentialTask):
-        out = task.run_solver(solver, budget, rng, reporter)
-        info = {"frames": out.frames, **{f"curve:{k}": v for k, v in out.curves.items()}}
-        return out.evaluation, out.decision, out.evaluations, None, [], info
-    problem = task.problem()
+@dataclass
+class Solved:
+    """One problem solved and checked: the re-evaluated decision, evaluations spent, the checked
+    bound, the best-so-far trace and the solver's report."""
+
+    evaluation: Evaluation
+    decision: dict
+    evaluations: int
+    bound: float | None
+    trace: list[float]
+    info: dict
+
+
+def solve_problem(problem: Problem, solver: Solver, budget: Budget, rng: np.random.Generator) -> Solved:
+    """Solve one static problem within `budget`: the solver gets a BudgetedProblem; a solver that
+    runs out of budget, or returns no decision, gets the best feasible point it evaluated; the
+    decision is checked against the space, re-evaluated (never trusting the solver's score), and
+    a claimed upper bound below its own feasible value is rejected."""
     budgeted = BudgetedProblem(problem, budget)
     try:
         solution = solver.solve(budgeted, budget, rng)
-        decision = solution.decision
-        bound, info = solution.bound, dict(solution.info)
+        decision, bound, info = solution.decision, solution.bound, dict(solution.info)
     except BudgetExhausted:
-        decision, bound, info = best_or_sample(budgeted, rng), None, {"stopped": "budget exhausted"}
+        decision, bound, info = None, None, {"stop": "exceeded budget"}
+    if decision is None:
+        decision = dict(budgeted.best.decision) if budgeted.best else problem.space.sample(rng)
     if not isinstance(decision, Mapping):
         raise RuntimeError(f"solver {solver.name!r} returned no decision (got {decision!r})")
     try:
         decision = problem.space.check(decision)
     except UserError as e:
         raise RuntimeError(f"solver {solver.name!r} returned an invalid decision: {e}") from None
-    evaluation = problem.evaluate(decision)  # never trust the solver's own score
+    evaluation = problem.evaluate(decision)
     if (bound is not None and evaluation.feasible
             and evaluation.objective > bound + BOUND_TOLERANCE * max(1.0, abs(bound))):
         raise RuntimeError(f"solver {solver.name!r} claimed upper bound {bound} below the value "
                            f"{evaluation.objective} of its own feasible point")
-    return evaluation, decision, budgeted.evaluations, bound, budgeted.trace, info
+    return Solved(evaluation, decision, budgeted.evaluations, bound, budgeted.trace, info)
+
+
+def execute(task: Task, solver: Solver, budget: Budget, seed: int, reporter: Reporter | None = None) -> Solved:
+    """Solve a static task's problem, or play a sequential task's evaluation episodes: train a
+    learning solver and play its policy, or solve every frame's problem (`episodes`)."""
+    reporter = reporter or Reporter()
+    rng = solver_rng(seed)
+    if isinstance(task, SequentialTask):
+        if isinstance(solver, LearningSolver):
+            policy = solver.train(task.make_env, budget, rng, reporter)
+            return episodes.play_policy(task, policy, reporter.progress)
+        return episodes.play_per_frame(task, lambda p, b: solve_problem(p, solver, b, rng), budget,
+                                       reporter.progress)
+    return solve_problem(task.problem(), solver, budget, rng)
 
 
 @dataclass
@@ -126,10 +149,20 @@ def run_tags(spec: RunSpec, task: Task, solver: Solver, budget: Budget) -> tuple
               **{f"task.{k}": v for k, v in task_cfg.items()},
               **{f"solver.{k}": v for k, v in solver_cfg.items()},
               **{f"budget.{k}": v for k, v in budget.to_dict().items()}}
-    tags = {TAG + "task": task.name, TAG + "solver": solver.name, TAG + "variant": solver.variant,
-            TAG + "seed": str(spec.seed),
-            TAG + "instance": instance_id({"task": task.name, **task_cfg}), TAG + "budget": budget.label()}
+    tags = {TAG + "task": task.name, TAG + "solver": solver.name, TAG + "variant": variant(task, solver),
+            TAG + "seed": str(spec.seed), TAG + "budget": budget.label(),
+            TAG + "instance": instance_id({"task": task.name, **{k: v for k, v in task_cfg.items()
+                                                                 if k not in task.setting_keys}})}
     return params, tags
+
+
+def variant(task: Task, solver: Solver) -> str:
+    """The solver's variant label, with the task settings (`Task.setting_keys`) that differ from
+    their defaults, e.g. `mappo[topology=ccn-only]`."""
+    default = task.Config().model_dump(mode="json")
+    settings = {k: v for k, v in task.config.model_dump(mode="json").items()
+                if k in task.setting_keys and v != default[k]}
+    return variant_label(solver.name, {**solver.settings(), **settings})
 
 
 def compute(spec: RunSpec, progress: Callable[[float, str], None] | None = None,
@@ -145,18 +178,20 @@ def compute(spec: RunSpec, progress: Callable[[float, str], None] | None = None,
                             artifact_dir=artifacts, run_id=run_id)
         start = time.perf_counter()
         try:
-            evaluation, decision, n_evals, bound, trace, info = execute(task, solver, budget, spec.seed, reporter)
+            solved = execute(task, solver, budget, spec.seed, reporter)
         except BaseException as e:
             e.artifacts = _read_files(artifacts)  # checkpoints of an interrupted run stay resumable
             raise
         wall = time.perf_counter() - start
         files = _read_files(artifacts)
-    result = RunResult(task=task.name, solver=solver.name, seed=spec.seed, objective=float(evaluation.objective),
-                       feasible=bool(evaluation.feasible), violations=dict(evaluation.violations),
-                       metrics={k: float(v) for k, v in evaluation.metrics.items()}, decision=decision,
-                       evaluations=int(n_evals), wall_s=wall, budget=budget.to_dict(),
-                       instance=tags[TAG + "instance"], bound=bound, run_id=run_id, info=_scalars(info))
-    return Completed(result, evaluation, trace, info, task.config.model_dump(mode="json"),
+    ev = solved.evaluation
+    result = RunResult(task=task.name, solver=solver.name, seed=spec.seed, objective=float(ev.objective),
+                       feasible=bool(ev.feasible), violations=dict(ev.violations),
+                       metrics={k: float(v) for k, v in ev.metrics.items()}, decision=solved.decision,
+                       evaluations=int(solved.evaluations), wall_s=wall, budget=budget.to_dict(),
+                       instance=tags[TAG + "instance"], bound=solved.bound, run_id=run_id,
+                       info=_scalars(solved.info))
+    return Completed(result, ev, solved.trace, solved.info, task.config.model_dump(mode="json"),
                      solver.config.model_dump(mode="json"), buffered, files)
 
 

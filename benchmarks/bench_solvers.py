@@ -70,13 +70,13 @@ class TimedProblem(BudgetedProblem):
     def evaluate(self, x):
         ev = super().evaluate(x)
         self.times.append(self.elapsed)
-        self.bests.append(self.best[0] if self.best else -math.inf)
+        self.bests.append(self.best.objective if self.best else -math.inf)
         return ev
 
 
 @contextmanager
 def timed_runner():
-    """Make isacbench.runner.execute build TimedProblems (restored on exit)."""
+    """Make the runner (`solve_problem`) build TimedProblems (restored on exit)."""
     with mock.patch.object(runner, "BudgetedProblem", TimedProblem):
         yield
 
@@ -112,24 +112,25 @@ def run_static(task, solver_name: str, budget: Budget, seed: int = 0) -> Run:
     cold_caches()
     with timed_runner():
         start = time.perf_counter()
-        ev, _, n, _, _, _ = runner.execute(task, solver, budget, seed)
+        solved = runner.execute(task, solver, budget, seed)
         wall = time.perf_counter() - start
-    tp = TimedProblem.last
-    return Run(solver_name, budget.label(), ev.objective if ev.feasible else -math.inf, wall,
-               list(tp.times), list(tp.bests), n)
+    return _timed_run(solver_name, budget, solved, wall)
 
 
 def run_frame(prob, solver_name: str, budget: Budget, seed: int = 0) -> Run:
-    """A per-frame solver on one ent-usr frame problem, as EntUsrTask.evaluate_per_frame runs it."""
+    """A per-frame solver on one ent-usr frame problem, as the runner's per-frame loop solves it."""
     solver = registry.load("solver", solver_name)()
-    rng = runner.solver_rng(seed)
-    start = time.perf_counter()
-    bp = TimedProblem(prob, budget)
-    sol = solver.solve(bp, budget, rng)
-    ev = prob.evaluate(prob.space.check(sol.decision))
-    wall = time.perf_counter() - start
+    with timed_runner():
+        start = time.perf_counter()
+        solved = runner.solve_problem(prob, solver, budget, runner.solver_rng(seed))
+        wall = time.perf_counter() - start
+    return _timed_run(solver_name, budget, solved, wall)
+
+
+def _timed_run(solver_name: str, budget: Budget, solved: runner.Solved, wall: float) -> Run:
+    ev, tp = solved.evaluation, TimedProblem.last
     return Run(solver_name, budget.label(), ev.objective if ev.feasible else -math.inf, wall,
-               list(bp.times), list(bp.bests), bp.evaluations)
+               list(tp.times), list(tp.bests), solved.evaluations)
 
 
 class Doubling:
@@ -196,7 +197,7 @@ def run(scale: str = "full") -> Section:
                               ("sg-cluster P2 (default)", cluster, cfg["cluster"])):
         runs, dbl, best = solve_instance(task, plan, cfg["bulk_steps"])
         _table(sec, title, runs, dbl, best)
-    env = ent.eval_env()
+    env = ent.evaluation_env()
     prob = ent.frame_problems(env)[0]
     runs = [run_frame(prob, s, Budget(evaluations=b if b is not None else 1)) for s, b in cfg["ent"].items()]
     _table(sec, "ent-usr frame problem (episode 0, frame 0)", runs, {}, max(r.objective for r in runs))

@@ -15,6 +15,8 @@ from rich.table import Table
 
 from . import registry
 from .api import Budget, UserError
+from .config_args import parse_pairs
+from .tracking import plain
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="isacbench: benchmark for network-level integrated sensing and communication optimization.")
@@ -31,20 +33,6 @@ def main() -> None:
 
 
 # ------------------------------------------------------------------- parsing
-def parse_pairs(items: List[str], what: str) -> dict:
-    """KEY=VALUE strings -> dict; values are JSON when they parse as JSON, else strings."""
-    result = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise UserError(f"{what} {item!r} is not KEY=VALUE")
-        try:
-            result[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            result[key.strip()] = value
-    return result
-
-
 def parse_seeds(seed: Optional[int], seeds: Optional[str]) -> list[int]:
     """--seed N or --seeds '0-4' / '0,2,5'."""
     if seed is not None and seeds is not None:
@@ -148,12 +136,12 @@ def run(task: str = typer.Option(..., "--task", "-t", help="task name or module:
             def progress(fraction: float, text: str, _t=current) -> None:
                 bar.update(_t, completed=min(max(fraction, 0.0), 1.0), status=text)
 
-            r = run_one(spec, tracker, progress)
+            r = run_one(spec, tracker, progress, tracking_uri)
             bar.update(current, completed=1.0, status=f"objective {r.objective:.5g}")
             bar.advance(overall)
             results.append(r)
             if as_json:
-                out.print_json(json.dumps(r.to_json(), default=str), indent=None)
+                out.print_json(json.dumps(plain(r.to_json())), indent=None)
     if not as_json:
         _print_results(results)
 
@@ -167,7 +155,7 @@ def _print_results(results) -> None:
                       f"{r.wall_s:.2f}", "-" if r.bound is None else f"{r.bound:.6g}", r.run_id or "-")
     out.print(table)
     last = results[-1]
-    out.print("decision: " + json.dumps(last.decision, default=str), highlight=False)
+    out.print("decision: " + json.dumps(plain(last.decision)), highlight=False)
     if last.metrics:
         out.print("metrics: " + ", ".join(f"{k}={v:.5g}" for k, v in last.metrics.items()), highlight=False)
     if last.violations and not last.feasible:
@@ -220,13 +208,7 @@ def evaluate(task: str = typer.Option(..., "--task", "-t"),
         raise UserError(f"task {task_obj.name!r} is {task_obj.kind}; evaluate works on static tasks "
                         f"(use `isacbench run` for it)")
     problem = task_obj.problem()
-    raw = {}
-    for item in decision:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise UserError(f"--decision {item!r} is not KEY=VALUE")
-        raw[key.strip()] = value.strip()
-    ev = problem.evaluate(problem.space.check(raw))
+    ev = problem.evaluate(problem.space.check(parse_pairs(decision, "--decision", raw=True)))
     if as_json:
         out.print_json(json.dumps(ev.to_dict()), indent=None)
         return

@@ -14,39 +14,26 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .tracking import TAG, Tracker, experiment_name
+from .tracking import TAG, Tracker
 
 BOOTSTRAP_SAMPLES = 2000
 
 
 def sweep_profiles(tracker: Tracker, task: str) -> list[str]:
     """The profiles of the sweeps recorded for `task` (from the sweeps' parent runs)."""
-    exp = tracker.client.get_experiment_by_name(experiment_name(task))
-    if exp is None:
-        return []
-    parents = tracker.client.search_runs([exp.experiment_id], filter_string=f"tags.`{TAG}sweep` != ''")
-    return sorted({r.data.tags[TAG + "sweep"] for r in parents})
+    return sorted({r.data.tags[TAG + "sweep"] for r in tracker.runs(task, f"tags.`{TAG}sweep` != ''")})
 
 
 def runs_frame(tracker: Tracker, task: str) -> pd.DataFrame:
     """One row per FINISHED run of `task`: ids, seed, objective, feasibility, bound, metrics."""
-    exp = tracker.client.get_experiment_by_name(experiment_name(task))
-    if exp is None:
-        return pd.DataFrame()
-    rows, token = [], None
-    while True:
-        page = tracker.client.search_runs([exp.experiment_id], filter_string="attributes.status = 'FINISHED'",
-                                          max_results=1000, page_token=token)
-        for run in page:
-            t, m = run.data.tags, run.data.metrics
-            if TAG + "seed" not in t:  # sweep parent runs
-                continue
-            rows.append({"run_id": run.info.run_id, "instance": t.get(TAG + "instance", "?"),
-                         "solver": t.get(TAG + "variant", t.get(TAG + "solver", "?")), "seed": int(t[TAG + "seed"]),
-                         "budget": t.get(TAG + "budget", ""), "params": run.data.params, **m})
-        token = page.token
-        if not token:
-            break
+    rows = []
+    for run in tracker.runs(task, "attributes.status = 'FINISHED'"):
+        t, m = run.data.tags, run.data.metrics
+        if TAG + "seed" not in t:  # sweep parent runs
+            continue
+        rows.append({"run_id": run.info.run_id, "instance": t.get(TAG + "instance", "?"),
+                     "solver": t.get(TAG + "variant", t.get(TAG + "solver", "?")), "seed": int(t[TAG + "seed"]),
+                     "budget": t.get(TAG + "budget", ""), "params": run.data.params, **m})
     return pd.DataFrame(rows)
 
 

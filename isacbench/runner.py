@@ -13,7 +13,7 @@ import numpy as np
 from . import episodes, registry
 from .api import (Budget, BudgetedProblem, BudgetExhausted, Evaluation, LearningSolver, Problem, Reporter,
                   SequentialTask, Solver, Task, UserError, variant_label)
-from .tracking import TAG, Tracker, instance_id
+from .tracking import TAG, Tracker, instance_id, plain_entries
 
 BOUND_TOLERANCE = 1e-9
 
@@ -166,16 +166,18 @@ def variant(task: Task, solver: Solver) -> str:
 
 
 def compute(spec: RunSpec, progress: Callable[[float, str], None] | None = None,
-            log_metrics: Callable[[dict, int], None] | None = None, run_id: str | None = None) -> Completed:
-    """Solve and re-evaluate one spec, without touching the store. Step metrics go to
-    `log_metrics` when given, else they are kept in the result; artifact files are returned as bytes."""
+            log_metrics: Callable[[dict, int], None] | None = None, run_id: str | None = None,
+            tracking_uri: str | None = None) -> Completed:
+    """Solve and re-evaluate one spec, without writing to the store. Step metrics go to
+    `log_metrics` when given, else they are kept in the result; artifact files are returned as bytes.
+    `tracking_uri` is the store the solver may read (`Reporter.tracking_uri`, e.g. resume=RUN_ID)."""
     task, solver, budget = prepare(spec)
     _, tags = run_tags(spec, task, solver, budget)
     buffered: list[tuple[dict, int]] = []
     with tempfile.TemporaryDirectory(prefix="isacbench-") as artifacts:
         reporter = Reporter(progress=progress or (lambda f, t: None),
                             log_metrics=log_metrics or (lambda m, s: buffered.append((dict(m), s))),
-                            artifact_dir=artifacts, run_id=run_id)
+                            artifact_dir=artifacts, run_id=run_id, tracking_uri=tracking_uri)
         start = time.perf_counter()
         try:
             solved = execute(task, solver, budget, spec.seed, reporter)
@@ -190,7 +192,7 @@ def compute(spec: RunSpec, progress: Callable[[float, str], None] | None = None,
                        metrics={k: float(v) for k, v in ev.metrics.items()}, decision=solved.decision,
                        evaluations=int(solved.evaluations), wall_s=wall, budget=budget.to_dict(),
                        instance=tags[TAG + "instance"], bound=solved.bound, run_id=run_id,
-                       info=_scalars(solved.info))
+                       info=plain_entries({k: v for k, v in solved.info.items() if not k.startswith("curve:")}))
     return Completed(result, ev, solved.trace, solved.info, task.config.model_dump(mode="json"),
                      solver.config.model_dump(mode="json"), buffered, files)
 
@@ -203,15 +205,16 @@ def start_run(tracker: Tracker, spec: RunSpec, parent_run_id: str | None = None)
     return tracker.start(task.name, solver.variant, spec.seed, params, tags)
 
 
-def run(spec: RunSpec, tracker: Tracker | None = None,
-        progress: Callable[[float, str], None] | None = None) -> RunResult:
-    """Run one spec; with a tracker, record it as one MLflow run (FAILED on error, never a result)."""
+def run(spec: RunSpec, tracker: Tracker | None = None, progress: Callable[[float, str], None] | None = None,
+        tracking_uri: str | None = None) -> RunResult:
+    """Run one spec; with a tracker, record it as one MLflow run (FAILED on error, never a result).
+    The solver reads the tracker's store, else `tracking_uri` (see `compute`)."""
     prepare(spec)
     if tracker is None:
-        return compute(spec, progress).result
+        return compute(spec, progress, tracking_uri=tracking_uri).result
     run_id = start_run(tracker, spec)
     try:
-        done = compute(spec, progress, lambda m, s: tracker.log_metrics(run_id, m, s), run_id)
+        done = compute(spec, progress, lambda m, s: tracker.log_metrics(run_id, m, s), run_id, tracker.uri)
     except BaseException as e:
         fail(tracker, run_id, e)
         raise
@@ -247,6 +250,7 @@ def record(tracker: Tracker, run_id: str, done: Completed) -> None:
         for key, curve in info.items():  # e.g. per-frame values: their own names, never the results'
             if key.startswith("curve:"):
                 tracker.log_series(run_id, "curve/" + key[len("curve:"):], list(curve))
+        tracker.log_files(run_id, done.artifacts)  # first: checkpoints survive a failure below
         tracker.log_json(run_id, "solution.json", {"decision": r.decision, "evaluation": done.evaluation.to_dict(),
                                                    "bound": r.bound, "evaluations": r.evaluations,
                                                    "info": r.info, "budget": r.budget})
@@ -254,7 +258,6 @@ def record(tracker: Tracker, run_id: str, done: Completed) -> None:
                                                  "task_config": done.task_config,
                                                  "solver_config": done.solver_config,
                                                  "budget": r.budget, "instance": r.instance})
-        tracker.log_files(run_id, done.artifacts)
     except BaseException as e:
         tracker.finish(run_id, "FAILED", error=f"recording failed: {type(e).__name__}: {e}")
         raise
@@ -268,28 +271,3 @@ def _read_files(directory: str) -> dict[str, bytes]:
 
 def _finite(v: Any) -> bool:
     return isinstance(v, (int, float, np.floating, np.integer)) and math.isfinite(float(v))
-
-
-_DROP = object()
-
-
-def _plain(v):
-    """v as plain JSON data (scalars, dicts and lists of them), or _DROP if it holds anything else."""
-    if isinstance(v, np.generic):
-        return v.item()
-    if v is None or isinstance(v, (str, int, float, bool)):
-        return v
-    if isinstance(v, dict):
-        items = {str(k): _plain(x) for k, x in v.items()}
-        return _DROP if any(x is _DROP for x in items.values()) else items
-    if isinstance(v, (list, tuple)):
-        items = [_plain(x) for x in v]
-        return _DROP if any(x is _DROP for x in items) else items
-    return _DROP
-
-
-def _scalars(info: dict) -> dict:
-    """JSON-friendly solver info, e.g. subproblem statuses; curves and arrays are dropped (they go to
-    metrics / artifacts)."""
-    out = {k: _plain(v) for k, v in info.items() if not k.startswith("curve:")}
-    return {k: v for k, v in out.items() if v is not _DROP}

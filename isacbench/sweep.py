@@ -17,6 +17,7 @@ from typing import Callable, Iterable, Iterator
 
 from . import registry
 from .api import UserError
+from .config_args import parse_pairs
 from .runner import Completed, RunSpec, compute, fail, prepare, record, run_tags, start_run
 from .tracking import TAG, Tracker
 
@@ -44,11 +45,14 @@ def plan(tasks: Iterable[str], solvers: Iterable[str] | None, seeds: Iterable[in
                                                     [n for n, s in registry.load_all("solver")[0].items()
                                                      if s.supports(task_cls)])
         for entry in names:
-            solver, solver_config = parse_variant(entry)
+            solver, settings = parse_variant(entry)
             registry.check_pair(task_cls, registry.load("solver", solver))
+            # a variant's task settings (e.g. ent-usr's topology) go to the task, the rest to the solver
+            task_settings = {k: v for k, v in settings.items() if k in task_cls.setting_keys}
+            solver_config = {k: v for k, v in settings.items() if k not in task_cls.setting_keys}
             for instance in prof.instances:
                 for seed in (list(seeds) if seeds is not None else prof.seeds):
-                    specs.append(RunSpec(task_name, solver, seed, dict(instance), solver_config,
+                    specs.append(RunSpec(task_name, solver, seed, {**instance, **task_settings}, solver_config,
                                          prof.budget_for(entry) if entry in prof.budgets else prof.budget_for(solver)))
     for spec in specs:
         prepare(spec)
@@ -56,24 +60,14 @@ def plan(tasks: Iterable[str], solvers: Iterable[str] | None, seeds: Iterable[in
 
 
 def parse_variant(entry: str) -> tuple[str, dict]:
-    """'mappo[topology=ccn-only,lr=1e-4]' -> ('mappo', {'topology': 'ccn-only', 'lr': 1e-4})."""
-    import json
-
+    """'mappo[topology=ccn-only,lr=1e-4]' -> ('mappo', {'topology': 'ccn-only', 'lr': 1e-4}): the
+    variant's settings, solver config keys and task `setting_keys` together."""
     name, sep, rest = entry.partition("[")
     if not sep:
         return entry, {}
     if not rest.endswith("]"):
         raise UserError(f"solver variant {entry!r} is not of the form name[key=value,...]")
-    config = {}
-    for item in filter(None, rest[:-1].split(",")):
-        k, eq, v = item.partition("=")
-        if not eq:
-            raise UserError(f"solver variant {entry!r}: {item!r} is not key=value")
-        try:
-            config[k.strip()] = json.loads(v)
-        except json.JSONDecodeError:
-            config[k.strip()] = v.strip()
-    return name, config
+    return name, parse_pairs(filter(None, rest[:-1].split(",")), f"solver variant {entry!r}:")
 
 
 def task_name(spec: RunSpec) -> str:
@@ -88,31 +82,27 @@ def key(spec: RunSpec) -> Key:
 
 
 def finished_keys(tracker: Tracker, task: str) -> set[Key]:
-    exp = tracker.experiment(task)
-    keys, token = set(), None
-    while True:
-        page = tracker.client.search_runs([exp], filter_string="attributes.status = 'FINISHED'",
-                                          max_results=1000, page_token=token)
-        for r in page:
-            t = r.data.tags
-            if TAG + "seed" in t:
-                keys.add((t[TAG + "task"], t[TAG + "instance"], t.get(TAG + "variant", t[TAG + "solver"]),
-                          int(t[TAG + "seed"]), t[TAG + "budget"]))
-        token = page.token
-        if not token:
-            return keys
+    keys = set()
+    for r in tracker.runs(task, "attributes.status = 'FINISHED'"):
+        t = r.data.tags
+        if TAG + "seed" in t:  # not a sweep's parent run
+            keys.add((t[TAG + "task"], t[TAG + "instance"], t.get(TAG + "variant", t[TAG + "solver"]),
+                      int(t[TAG + "seed"]), t[TAG + "budget"]))
+    return keys
 
 
-def _compute_job(spec: RunSpec) -> Completed:
-    return compute(spec)
+def _compute_job(spec: RunSpec, tracking_uri: str | None) -> Completed:
+    return compute(spec, tracking_uri=tracking_uri)
 
 
-def local_executor(specs: list[RunSpec], workers: int) -> Iterator[tuple[RunSpec, Completed | BaseException]]:
-    """Yield (spec, result or error) as runs complete, in a process pool (inline for 1 worker)."""
+def local_executor(specs: list[RunSpec], workers: int, tracking_uri: str | None = None
+                   ) -> Iterator[tuple[RunSpec, Completed | BaseException]]:
+    """Yield (spec, result or error) as runs complete, in a process pool (inline for 1 worker);
+    `tracking_uri` is the store the solvers may read (see `runner.compute`)."""
     if workers <= 1:
         for spec in specs:
             try:
-                yield spec, compute(spec)
+                yield spec, _compute_job(spec, tracking_uri)
             except Exception as e:  # noqa: BLE001 - recorded as a FAILED run
                 yield spec, e
         return
@@ -120,7 +110,7 @@ def local_executor(specs: list[RunSpec], workers: int) -> Iterator[tuple[RunSpec
     ctx = multiprocessing.get_context("spawn")
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
     try:
-        pending: dict[Future, RunSpec] = {pool.submit(_compute_job, s): s for s in specs}
+        pending: dict[Future, RunSpec] = {pool.submit(_compute_job, s, tracking_uri): s for s in specs}
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for fut in done:
@@ -131,7 +121,7 @@ def local_executor(specs: list[RunSpec], workers: int) -> Iterator[tuple[RunSpec
         pool.shutdown(wait=False, cancel_futures=True)
 
 
-def ray_executor(specs: list[RunSpec], workers: int, address: str | None
+def ray_executor(specs: list[RunSpec], workers: int, address: str | None, tracking_uri: str | None = None
                  ) -> Iterator[tuple[RunSpec, Completed | BaseException]]:
     """The same jobs as Ray tasks, on a cluster at `address` or a local Ray instance."""
     try:
@@ -142,7 +132,7 @@ def ray_executor(specs: list[RunSpec], workers: int, address: str | None
         kwargs = {"address": address} if address else {"num_cpus": max(workers, 1)}
         ray.init(include_dashboard=False, ignore_reinit_error=True, log_to_driver=False, **kwargs)
     remote = ray.remote(num_cpus=1)(_compute_job)
-    pending = {remote.remote(s): s for s in specs}
+    pending = {remote.remote(s, tracking_uri): s for s in specs}
     try:
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
@@ -174,7 +164,8 @@ def sweep(specs: list[RunSpec], tracker: Tracker, profile: str, executor: str = 
             tags={TAG + "sweep": profile, TAG + "executor": executor}).info.run_id
     progress = progress or (lambda i, n, text: None)
     progress(0, len(todo), f"{len(report.skipped)} already finished")
-    jobs = ray_executor(todo, workers, address) if executor == "ray" else local_executor(todo, workers)
+    jobs = (ray_executor(todo, workers, address, tracker.uri) if executor == "ray"
+            else local_executor(todo, workers, tracker.uri))
     try:
         for spec, outcome in jobs:
             parent = parents[task_name(spec)]

@@ -12,7 +12,7 @@ import os
 import platform
 import subprocess
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 from .api import UserError
 
@@ -68,6 +68,18 @@ class Tracker:
         except Exception:  # another process created it first
             return self.client.get_experiment_by_name(name).experiment_id
 
+    def runs(self, task: str, filter_string: str = "") -> Iterator[Any]:
+        """Every run of the task's experiment (none if it has none) matching `filter_string`, page by page."""
+        exp = self.client.get_experiment_by_name(experiment_name(task))
+        token = None
+        while exp is not None:
+            page = self.client.search_runs([exp.experiment_id], filter_string=filter_string, max_results=1000,
+                                           page_token=token)
+            yield from page
+            token = page.token
+            if not token:
+                return
+
     def start(self, task: str, solver: str, seed: int, params: Mapping[str, Any], tags: Mapping[str, str]) -> str:
         run = self.client.create_run(self.experiment(task), run_name=f"{task}.{solver}.seed{seed}",
                                      tags={**environment_tags(), **tags})
@@ -111,7 +123,7 @@ class Tracker:
 
         with tempfile.TemporaryDirectory() as d:
             path = Path(d) / name
-            path.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_jsonable))
+            path.write_text(json.dumps(plain(obj), indent=2, sort_keys=True))
             self.client.log_artifact(run_id, str(path))
 
     def log_files(self, run_id: str, files: Mapping[str, bytes]) -> None:
@@ -150,14 +162,31 @@ def _short(v: Any) -> str:
     return s[:6000]
 
 
-def _jsonable(o: Any) -> Any:
+def plain(v: Any) -> Any:
+    """v as plain JSON data: numpy scalars as Python ones, tuples as lists, keys as text. Raises
+    TypeError on anything else (arrays, objects): those belong in metrics and artifacts."""
     import numpy as np
 
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    return str(o)
+    if isinstance(v, (np.generic, np.ndarray)) and np.ndim(v) == 0:
+        return v.item()
+    if v is None or isinstance(v, (str, int, float, bool)):
+        return v
+    if isinstance(v, Mapping):
+        return {str(k): plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [plain(x) for x in v]
+    raise TypeError(f"{type(v).__name__} is not plain JSON data")
+
+
+def plain_entries(d: Mapping) -> dict:
+    """The entries of d that are plain JSON data (`plain`); the others are left out."""
+    out = {}
+    for k, v in d.items():
+        try:
+            out[str(k)] = plain(v)
+        except TypeError:
+            pass
+    return out
 
 
 def environment_tags() -> dict[str, str]:

@@ -12,8 +12,8 @@ objective seen so far (min - 1 - violation), so it ranks after all feasible tria
 
 Several `isacbench run` workers share one study through `storage` (an RDB URL such as
 sqlite:///study.db or postgresql://..., or a journal file: journal:PATH or a path ending
-in .log / .journal) and `study_name`; every worker evaluates its own budget, and the
-decision it returns is the best of its own feasible trials.
+in .log / .journal) and `study_name`; every worker evaluates its own budget, and its result is
+the best of its own feasible trials (the runner's incumbent).
 """
 from __future__ import annotations
 
@@ -27,8 +27,8 @@ import optuna
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from pydantic import Field
 
-from isacbench.api import (Budget, BudgetExhausted, Categorical, Config, Evaluation, Integer, Problem, Real,
-                           Solution, Solver, Space, UserError, best_or_sample)
+from isacbench.api import (Budget, BudgetedProblem, BudgetExhausted, Categorical, Config, Evaluation, Integer, Real,
+                           Solution, Solver, Space, UserError)
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # no per-trial log lines
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -129,7 +129,7 @@ class OptunaSolver(Solver):
     kinds: ClassVar[frozenset[str]] = frozenset({"static", "sequential"})
     operational_keys: ClassVar[frozenset[str]] = frozenset({"storage", "study_name"})
 
-    def solve(self, problem: Problem, budget: Budget, rng: np.random.Generator) -> Solution:
+    def solve(self, problem: BudgetedProblem, budget: Budget, rng: np.random.Generator) -> Solution:
         if budget.evaluations is None and budget.seconds is None:
             raise UserError("solver 'optuna' needs an evaluation or time budget")
         cfg, space = self.config, problem.space
@@ -144,12 +144,9 @@ class OptunaSolver(Solver):
         except ValueError as e:  # e.g. an existing study with other directions
             raise UserError(f"solver optuna: study {cfg.study_name!r}: {e}") from None
         dists = distributions(space)
-        deadline = None if budget.seconds is None else time.perf_counter() + budget.seconds
-        n_max = budget.evaluations
         worst = math.inf  # smallest objective seen (CMA-ES penalty for infeasible trials)
-        best, best_x, own = -math.inf, None, []
-        while not getattr(problem, "exhausted", False) and (n_max is None or len(own) < n_max) and (
-                deadline is None or time.perf_counter() < deadline):
+        own = []
+        while not problem.exhausted:
             trial = study.ask(dists)
             x = decision(space, trial.params)
             try:
@@ -172,16 +169,13 @@ class OptunaSolver(Solver):
                 study.tell(trial, float(ev.objective) if ev.feasible else worst - 1.0 - viol)
             else:
                 study.tell(trial, float(ev.objective))
-            if ev.feasible and ev.objective > best:
-                best, best_x = float(ev.objective), x
         info = {"sampler": cfg.sampler, "trials": len(own), "study_trials": len(study.trials),
                 "study_name": study.study_name}
         if multi:
             info["pareto_front"] = self._front(study, space, set(own))
-        if best_x is None:
+        if problem.best is None:
             info["feasible_found"] = False
-            return Solution(decision=best_or_sample(problem, rng), info=info)
-        return Solution(decision=best_x, info=info)
+        return Solution(info=info)  # the runner keeps the best feasible trial
 
     @staticmethod
     def _front(study: optuna.Study, space: Space, own: set[int]) -> list[dict]:

@@ -6,7 +6,7 @@ from typing import ClassVar
 import numpy as np
 from pydantic import Field
 
-from isacbench.api import Budget, Config, Problem, Solution, Solver, UserError
+from isacbench.api import Budget, BudgetedProblem, Config, Solution, Solver, UserError
 
 
 class ExhaustiveConfig(Config):
@@ -18,9 +18,9 @@ class Exhaustive(Solver):
     name = "exhaustive"
     description = "enumerates every point of a discrete space (reals on a grid); exact on discrete problems"
     Config = ExhaustiveConfig
-    kinds: ClassVar[frozenset[str]] = frozenset({"static"})
+    kinds: ClassVar[frozenset[str]] = frozenset({"static", "sequential"})
 
-    def solve(self, problem: Problem, budget: Budget, rng: np.random.Generator) -> Solution:
+    def solve(self, problem: BudgetedProblem, budget: Budget, rng: np.random.Generator) -> Solution:
         size = problem.space.grid_size(self.config.real_points)
         if size > self.config.max_points:
             raise UserError(f"exhaustive: the space has {size} grid points, more than max_points="
@@ -28,12 +28,8 @@ class Exhaustive(Solver):
         if budget.evaluations is not None and size > budget.evaluations:
             raise UserError(f"exhaustive: the space has {size} grid points but the evaluation budget is "
                             f"{budget.evaluations}; raise it with --budget-evals {size}")
-        best, best_x, feasible_found = -np.inf, None, False
         for x in problem.space.grid(self.config.real_points):
-            ev = problem.evaluate(x)
-            # prefer feasible points; among infeasible ones keep the first, so a decision is always returned
-            if (ev.feasible and (not feasible_found or ev.objective > best)) or best_x is None:
-                best, best_x, feasible_found = ev.objective, x, feasible_found or ev.feasible
-        exact = problem.space.is_discrete and feasible_found
-        return Solution(decision=best_x, bound=best if exact else None,
-                        info={"grid_points": size, "exact": exact})
+            problem.evaluate(x)
+        exact = problem.space.is_discrete and problem.best is not None
+        # the runner keeps the best feasible grid point
+        return Solution(bound=problem.best.objective if exact else None, info={"grid_points": size, "exact": exact})

@@ -1,8 +1,9 @@
 """Monotonic optimization by Tuy's polyblock outer approximation.
 
 Solves max f(y) s.t. g(y) <= 0, low <= y <= high with f, g increasing (the feasible
-set G is normal), over one or several discrete branches (`MonotonicProgram`s exposed as
-`problem.structure()["monotonic"]`), and certifies an upper bound on the optimum.
+set G is normal), over one or several discrete branches (`MonotonicProgram`s offered as
+`Structure.monotonic`) or separable blocks (`Structure.monotonic_blocks`,
+`structured.solve_blocks`), and certifies an upper bound on the optimum.
 
 Algorithm: the polyblock algorithm of H. Tuy, "Monotonic optimization: problems and
 solution approaches", SIAM J. Optim. 11(2), 2000 (ref. [43] of the sg-cluster paper, which
@@ -22,22 +23,23 @@ gives no algorithm of its own); the same scheme as MAPEL (Qian, Zhang, Huang, IE
 5. Stop when bound - incumbent <= max(eps, rel_eps |incumbent|), or on the iteration,
    vertex or evaluation caps; the returned bound is max(incumbent, max f over vertices).
 
-Evaluation accounting: every point y passed to f counts one evaluation and every point
-passed to g counts one evaluation (a vertex costs one f; a bisection step one g). These
-are charged to the runner's budgeted problem, plus one `problem.evaluate` of the returned
-decision, so the total never exceeds the evaluation budget.
+Evaluation accounting (`structured.Meter`): every point y passed to f counts one evaluation
+and every point passed to g counts one evaluation (a vertex costs one f; a bisection step one
+g). These are charged to the runner's budgeted problem, plus one `problem.evaluate` of the
+returned decision, so the total never exceeds the evaluation budget.
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
-from typing import Callable, ClassVar, Sequence
+from typing import ClassVar, Sequence
 
 import numpy as np
 from pydantic import Field
 
-from isacbench.api import (Budget, BudgetedProblem, Config, MonotonicProgram, Problem, Solution, Solver,
-                           UserError, best_or_sample)
+from isacbench.api import (Budget, BudgetedProblem, BudgetExhausted, Config, MonotonicProgram, Solution, Solver,
+                           UserError)
+
+from .structured import BlockResult, Meter, solve_blocks
 
 
 class PolyblockConfig(Config):
@@ -48,37 +50,6 @@ class PolyblockConfig(Config):
     reduction_tol: float = Field(1e-3, gt=0, lt=1, description="reduction bisection tolerance, relative to the box")
     max_vertices: int = Field(20_000, ge=1, description="cap on the vertex set (all branches together)")
     max_iterations: int = Field(100_000, ge=1, description="cap on polyblock iterations")
-
-
-class OutOfBudget(Exception):
-    """The evaluation cap or the deadline is reached."""
-
-
-class Meter:
-    """Counts evaluations of f and g (one per point) against a cap and a deadline."""
-
-    def __init__(self, cap: int | None, deadline: float | None):
-        self.cap, self.deadline, self.count = cap, deadline, 0
-
-    def charge(self, n: int) -> None:
-        if (self.cap is not None and self.count + n > self.cap) or (
-                self.deadline is not None and time.perf_counter() >= self.deadline):
-            raise OutOfBudget
-        self.count += n
-
-    def f(self, prog: MonotonicProgram, y: np.ndarray) -> np.ndarray:
-        self.charge(len(y))
-        out = np.asarray(prog.objective(y), dtype=float).reshape(len(y))
-        if np.isnan(out).any():
-            raise ValueError(f"polyblock: branch {prog.label!r}: objective returned NaN at {y[np.isnan(out)][0]}")
-        return out
-
-    def g(self, prog: MonotonicProgram, y: np.ndarray) -> np.ndarray:
-        self.charge(len(y))
-        out = np.asarray(prog.constraint(y), dtype=float).reshape(len(y))
-        if np.isnan(out).any():  # NaN would read as infeasible and could cut feasible points off
-            raise ValueError(f"polyblock: branch {prog.label!r}: constraint returned NaN at {y[np.isnan(out)][0]}")
-        return out
 
 
 @dataclass
@@ -158,7 +129,7 @@ def polyblock(programs: Sequence[MonotonicProgram], *, eps: float = 1e-6, rel_ep
         try:
             if meter.g(programs[k0], y0[None])[0] <= 0:
                 best, best_y, best_k = float(meter.f(programs[k0], y0[None])[0]), y0.copy(), k0
-        except OutOfBudget:
+        except BudgetExhausted:
             return PolyblockResult(-np.inf, None, None, np.inf, 0, meter.count, "budget", 0, 0, 0,
                                    [np.inf] * len(programs))
     branches: list[_Branch | None] = []
@@ -256,71 +227,13 @@ def polyblock(programs: Sequence[MonotonicProgram], *, eps: float = 1e-6, rel_ep
             drop(br, j)  # only now: an early stop above leaves v in place and the bound valid
             br.vertices = np.concatenate([br.vertices, new])
             br.values = np.concatenate([br.values, f_new])
-    except OutOfBudget:
+    except BudgetExhausted:
         stop = "budget"
     pruned = sum(1 for b in branches if b is not None and not len(b.values))
     branch_bounds = [-np.inf if b is None else float(max([b.values.max()] if len(b.values) else [-np.inf]))
                      for b in branches] + [np.inf] * (len(programs) - len(branches))
     return PolyblockResult(best, best_y, best_k, float(bound()), iterations, meter.count, stop, max_count,
                            pruned, empty, branch_bounds)
-
-
-def charge(problem: Problem, n: int) -> None:
-    """Charge n structure evaluations to the runner's budgeted problem (its trace keeps the best so far)."""
-    if isinstance(problem, BudgetedProblem) and n > 0:
-        problem.charge(n)
-
-
-@dataclass
-class BlockResult:
-    y: np.ndarray  # the block's point
-    value: float  # f(y)
-    bound: float  # upper bound of the block program (inf: none)
-    evaluations: int
-    info: dict
-
-
-BlockSolver = Callable[[MonotonicProgram, np.ndarray, "int | None", "float | None"], BlockResult]
-
-
-def solve_blocks(problem: Problem, blocks, budget: Budget, block_solver: BlockSolver) -> Solution:
-    """Separable power programs (`structure()["monotonic_blocks"]`, e.g. ent-usr's CCN / CFN blocks,
-    `tasks/ent_usr/power.py`): the objective is the sum of the blocks' objectives, so each block is
-    solved alone (`block_solver(program, reference point, evaluation cap, deadline)`), the remaining
-    evaluations and time split evenly over the blocks still to solve. Each block starts from the
-    reference decision's point (one f evaluation) and keeps it when the solver finds nothing better.
-    The program value and bound are the sums over the blocks (`info`); they hold for the fixed
-    topology and beams only, so no `Solution.bound` is claimed for the frame problem. Finally the
-    program's decision and the reference decision are both evaluated (2 evaluations), the better kept."""
-    charge(problem, blocks.reference_evaluations)
-    remaining = getattr(problem, "remaining_evaluations", budget.evaluations)
-    remaining = None if remaining is None else remaining - 2 - len(blocks.programs)
-    start, n = time.perf_counter(), len(blocks.programs)
-    # blocks get 90 % of the time left: the 2 final evaluations must fit in the rest
-    seconds = None if budget.seconds is None else 0.9 * max(budget.seconds - getattr(problem, "elapsed", 0.0), 0.0)
-    ys, value, bound, used, per_block = [], 0.0, 0.0, n, []
-    for k, (prog, ref) in enumerate(zip(blocks.programs, blocks.reference)):
-        f_ref = float(prog.objective(ref[None])[0])
-        cap = None if remaining is None else max(remaining // (n - k), 0)
-        deadline = None if seconds is None else start + seconds * (k + 1) / n
-        res = block_solver(prog, ref, cap, deadline)
-        if remaining is not None:
-            remaining -= res.evaluations
-        used += res.evaluations
-        y, val = (res.y, res.value) if res.value > f_ref else (ref, f_ref)
-        ys.append(y)
-        value, bound = value + val, bound + max(res.bound, val)
-        per_block.append({"block": prog.label, "value": val, "bound": res.bound, "evaluations": res.evaluations,
-                          **res.info})
-    charge(problem, used)
-    decision = blocks.combine(ys)
-    info = {"program_value": value, "program_bound": bound if np.isfinite(bound) else None,
-            "structure_evaluations": used, "blocks": per_block}
-    ev, ev_ref = problem.evaluate(decision), problem.evaluate(blocks.x_ref)
-    info.update(verified_objective=float(ev.objective), reference_objective=float(ev_ref.objective))
-    keep = ev.feasible and (not ev_ref.feasible or ev.objective >= ev_ref.objective)
-    info["kept"] = "program" if keep else "reference"
-    return Solution(decision=decision if keep else dict(blocks.x_ref), info=info)
 
 
 class Polyblock(Solver):
@@ -331,6 +244,7 @@ class Polyblock(Solver):
     kinds: ClassVar[frozenset[str]] = frozenset({"static", "sequential"})
 
     def _block(self, prog: MonotonicProgram, ref: np.ndarray, cap: int | None, deadline: float | None) -> BlockResult:
+        """Polyblock on one separable block, the reference point as first incumbent."""
         c = self.config
         res = polyblock([prog], eps=c.eps, rel_eps=c.rel_eps, bisection_tol=c.bisection_tol,
                         reduction_tol=c.reduction_tol if c.reduce else None, max_vertices=c.max_vertices,
@@ -339,35 +253,37 @@ class Polyblock(Solver):
         return BlockResult(res.best_y, res.best, res.bound, res.evaluations,
                            {"stop": res.stop, "iterations": res.iterations})
 
-    def solve(self, problem: Problem, budget: Budget, rng: np.random.Generator) -> Solution:
+    def solve(self, problem: BudgetedProblem, budget: Budget, rng: np.random.Generator) -> Solution:
         structure = problem.structure()
-        if structure.get("monotonic_blocks") is not None:  # ent-usr: separable power allocation
-            return solve_blocks(problem, structure["monotonic_blocks"], budget, self._block)
-        programs = structure.get("monotonic")
+        if structure.monotonic_blocks is not None:  # ent-usr: separable power allocation
+            return solve_blocks(problem, structure.monotonic_blocks, self._block)
+        programs = structure.monotonic
         if not programs:
-            raise UserError("solver 'polyblock' needs a problem exposing structure()['monotonic'] "
-                            "(sg-cluster problem=P2 or region, ent-usr frame problems); this problem exposes none")
-        remaining = getattr(problem, "remaining_evaluations", budget.evaluations)
+            raise UserError("solver 'polyblock' needs a problem whose structure() offers monotonic programs "
+                            "(sg-cluster problem=P2 or region, ent-usr frame problems); this problem offers none")
+        remaining = problem.remaining
         if remaining is not None and remaining < 2:
-            return Solution(decision=best_or_sample(problem, rng), info={"stop": "budget", "structure_evaluations": 0})
-        elapsed = getattr(problem, "elapsed", 0.0)
-        deadline = None if budget.seconds is None else time.perf_counter() + budget.seconds - elapsed
+            return Solution(info={"stop": "budget", "structure_evaluations": 0})
         c = self.config
         res = polyblock(programs, eps=c.eps, rel_eps=c.rel_eps, bisection_tol=c.bisection_tol,
                         reduction_tol=c.reduction_tol if c.reduce else None,
                         max_vertices=c.max_vertices, max_iterations=c.max_iterations,
-                        max_evaluations=None if remaining is None else remaining - 1, deadline=deadline)
-        charge(problem, res.evaluations)
+                        max_evaluations=None if remaining is None else remaining - 1, deadline=problem.deadline)
+        problem.charge(res.evaluations)
         info = {"stop": res.stop, "iterations": res.iterations, "structure_evaluations": res.evaluations,
                 "max_vertex_count": res.max_vertex_count, "vertex_cap_hit": res.stop == "vertices",
                 "branches": len(programs), "branches_empty": res.branches_empty,
                 "branches_pruned": res.branches_pruned, "lower": res.best, "upper": res.bound}
         if res.best_y is None:  # proven infeasible (every branch empty) or out of budget first
             info.update(feasible_found=False, infeasible=res.stop == "infeasible")
-            return Solution(decision=best_or_sample(problem, rng), bound=None, info=info)
+            return Solution(info=info)
         prog = programs[res.best_branch]
         decision = prog.to_decision(res.best_y)
         info["branch"] = prog.label
-        ev = problem.evaluate(decision)  # one evaluation of the problem: confirms the structure's point
+        bound = res.bound if np.isfinite(res.bound) else None
+        try:  # one evaluation of the problem: confirms the structure's point
+            ev = problem.evaluate(decision)
+        except BudgetExhausted:  # the time budget ended in the structure: the runner re-evaluates the point
+            return Solution(decision=decision, bound=bound, info=info)
         info.update(verified_feasible=bool(ev.feasible), verified_objective=float(ev.objective))
-        return Solution(decision=decision, bound=res.bound if np.isfinite(res.bound) else None, info=info)
+        return Solution(decision=decision, bound=bound, info=info)

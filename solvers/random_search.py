@@ -5,7 +5,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from isacbench.api import Budget, BudgetExhausted, Problem, Solution, Solver, UserError, best_or_sample
+from isacbench.api import Budget, BudgetedProblem, Solution, Solver, UserError
 
 
 class RandomSearch(Solver):
@@ -13,16 +13,9 @@ class RandomSearch(Solver):
     description = "uniform random search in the decision space"
     kinds: ClassVar[frozenset[str]] = frozenset({"static", "sequential"})
 
-    def solve(self, problem: Problem, budget: Budget, rng: np.random.Generator) -> Solution:
+    def solve(self, problem: BudgetedProblem, budget: Budget, rng: np.random.Generator) -> Solution:
         if budget.evaluations is None and budget.seconds is None:
             raise UserError("solver 'random' needs an evaluation or time budget")
-        best, best_x = -np.inf, None
-        try:
-            while not getattr(problem, "exhausted", False):
-                x = problem.space.sample(rng)
-                ev = problem.evaluate(x)
-                if ev.feasible and ev.objective > best:
-                    best, best_x = ev.objective, x
-        except BudgetExhausted:
-            pass
-        return Solution(decision=best_x if best_x is not None else best_or_sample(problem, rng))
+        while not problem.exhausted:
+            problem.evaluate(problem.space.sample(rng))
+        return Solution()  # the runner keeps the best feasible sample

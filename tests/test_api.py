@@ -123,6 +123,30 @@ def test_variant_names_non_default_settings_only():
     assert (name, config) == ("optuna", {"sampler": "random", "n_startup_trials": 5})
     with pytest.raises(UserError, match="not of the form"):
         parse_variant("optuna[sampler=random")
+    with pytest.raises(UserError, match="solver variant 'optuna\\[sampler\\]': 'sampler' is not KEY=VALUE"):
+        parse_variant("optuna[sampler]")
+
+
+def test_key_value_pairs_are_json_else_text():
+    from isacbench.config_args import parse_pairs
+
+    assert parse_pairs(["a=1", " b = [1, 2]", "c=tpe", "d= x y ", "e=1e-4"], "--config") == {
+        "a": 1, "b": [1, 2], "c": "tpe", "d": "x y", "e": 1e-4}
+    assert parse_pairs(["K=3", "mode=null"], "--decision", raw=True) == {"K": "3", "mode": "null"}
+    for bad in ("novalue", "=1"):
+        with pytest.raises(UserError, match=f"--config '{bad}' is not KEY=VALUE"):
+            parse_pairs([bad], "--config")
+
+
+def test_plain_json_data_keeps_scalars_and_leaves_out_arrays():
+    from isacbench.tracking import plain, plain_entries
+
+    out = plain({"a": np.float32(0.5), 1: (np.int64(2), None, True), "b": np.array(3.0)})
+    assert out == {"a": 0.5, "1": [2, None, True], "b": 3.0} and type(out["a"]) is float
+    assert type(out["1"][0]) is int
+    assert plain_entries({"ok": [1, "x"], "array": np.zeros(3), "nested": {"o": object()}}) == {"ok": [1, "x"]}
+    with pytest.raises(TypeError, match="ndarray is not plain JSON data"):
+        plain({"a": np.zeros(2)})
 
 
 def test_role_spec_samples_every_head_inside_its_domain():

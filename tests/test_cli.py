@@ -112,8 +112,8 @@ def test_sequential_task_results_are_not_overwritten_by_its_curves(workdir):
 @pytest.mark.parametrize("args, message", [
     (["run", "--task", "ent-usr", "--solver", "random-mrt", "-c", "M=5"],
      "error: task ent-usr config: M=5 must be a square number"),
-    (["run", "--task", "ent-usr", "--solver", "mappo", "-S", "topology=star"],
-     "error: solver mappo config topology='star': Input should be 'ent', 'ccn-only' or 'cfn-only'"),
+    (["run", "--task", "ent-usr", "--solver", "mappo", "-c", "topology=star"],  # a task setting
+     "error: task ent-usr config topology='star': Input should be 'ent', 'ccn-only' or 'cfn-only'"),
     (["run", "--task", "ent-usr", "--solver", "mappo", "-S", "baseline=foo"],  # an optional Literal key
      "error: solver mappo config baseline='foo': Input should be 'critic' or 'mean'"),
     (["run", "--task", "ent-usr", "--solver", "mappo", "-S", "lr=2"],  # an optional bounded key
@@ -124,3 +124,25 @@ def test_task_and_solver_config_errors_read_as_one_plain_line(workdir, args, mes
     assert p.returncode == 2 and p.stderr.strip().splitlines() == [p.stderr.strip()]
     assert p.stderr.strip().startswith(message) and "Literal" not in p.stderr and "?" not in p.stderr
     assert "Optional" not in p.stderr
+
+
+def test_resume_reads_the_run_from_the_tracking_uri_flag(workdir):
+    """-S resume=RUN_ID finds the run in the --tracking-uri store (not only in the default one)."""
+    pytest.importorskip("torch")
+    (workdir / "shared").mkdir()
+    shared = f"sqlite:///{workdir / 'shared' / 'mlflow.db'}"
+    small = ["run", "--task", "ent-usr", "--solver", "mappo", "-S", "num_envs=2", "-S", "actor_hidden=[16]",
+             "-S", "critic_hidden=[16]", "--budget-frames", "40", "--json"]
+
+    def result(p):
+        assert p.returncode == 0, p.stderr
+        (r,) = [json.loads(line) for line in p.stdout.splitlines() if line.startswith("{")]
+        return r
+
+    first = result(cli([*small, "--seed", "0", "--tracking-uri", shared], workdir))
+    resume = ["-S", f"resume={first['run_id']}", "--seed", "1"]
+    # the checkpoint already holds the 40 frames: no further update, the first run's policy (not a seed-1 one)
+    assert result(cli([*small, *resume, "--tracking-uri", shared], workdir))["objective"] == first["objective"]
+    assert result(cli([*small, "--seed", "1", "--no-track"], workdir))["objective"] != first["objective"]
+    elsewhere = cli([*small, *resume], workdir)  # the default store ./mlflow.db does not hold the run
+    assert elsewhere.returncode == 2 and f"resume={first['run_id']!r}" in elsewhere.stderr

@@ -10,19 +10,20 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from isacbench.api import Budget, ConvexProgram
+from isacbench.runner import execute, solve_problem
 from isacbench.solvers.convex import Convex, ConvexConfig, ScaResult, sca_program
-from isacbench.solvers.polyblock import Meter
+from isacbench.solvers.structured import Meter
 from isacbench.tasks.ent_usr import EntUsrTask
 
 FULL = {"frames_per_episode": 2, "eval_episodes": 2}
 SMALL = {"M": 1, "R": 1, "A": 2, "K": 2, "Q": 1, "frames_per_episode": 2, "eval_episodes": 1}
 
 TASK = EntUsrTask(FULL)
-PROB = TASK.frame_problems(TASK.eval_env())[1]
+PROB = TASK.frame_problems(TASK.evaluation_env())[1]
 P, NK = TASK.params, TASK.params.K + TASK.params.Q
 TOPOLOGIES = {"ccn": np.zeros((P.M, NK), bool), "cfn": np.ones((P.M, NK), bool),
               "mixed": np.random.default_rng(3).integers(0, 2, (P.M, NK)).astype(bool)}
-BLOCKS = {k: PROB.structure(PROB.rule(fed, PROB.contiguous_groups()))["convex_blocks"]
+BLOCKS = {k: PROB.structure(PROB.rule(fed, PROB.contiguous_groups())).convex_blocks
           for k, fed in TOPOLOGIES.items()}
 
 
@@ -75,31 +76,30 @@ def test_sca_reaches_the_exhaustive_optimum_of_a_small_block():
     point of a 21^3 grid over the budget-feasible levels, and never above the grid's best by more than
     the grid's resolution allows (the grid's best is a lower bound of the optimum)."""
     task = EntUsrTask(SMALL)
-    prob = task.frame_problems(task.eval_env())[0]
-    pr = prob.structure()["convex_blocks"].programs[0]
+    prob = task.frame_problems(task.evaluation_env())[0]
+    pr = prob.structure().convex_blocks.programs[0]
     axes = [np.linspace(0, h, 21) for h in pr.high]
     grid = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
     best = pr.objective(grid).max()
-    res = ScaResult(-np.inf, None, None, 0)
-    x, fx = sca_program(pr, ConvexConfig(), Meter(None, None), res)
+    res = ScaResult()
+    x, fx = sca_program(pr, ConvexConfig(), Meter(), res)
     assert fx >= best * (1 - 5e-3) and fx == pr.objective(x[None])[0]
     assert res.subproblems >= 2 and fx > pr.objective(pr.start[None])[0]
 
 
 def test_convex_improves_every_frame_over_the_reference_rule():
     """Per frame: convex's decision (verified by the frame problem) beats the better CCN / CFN rule."""
-    for prob in TASK.frame_problems(TASK.eval_env()):
-        sol = Convex().solve(prob, Budget(evaluations=300), np.random.default_rng(0))
+    for prob in TASK.frame_problems(TASK.evaluation_env()):
+        sol = solve_problem(prob, Convex(), Budget(evaluations=300), np.random.default_rng(0))
         assert sol.info["kept"] == "program"
-        assert prob.evaluate(sol.decision).objective > 1.02 * sol.info["reference_objective"]
+        assert sol.evaluation.objective > 1.02 * sol.info["reference_objective"]
 
 
 def test_per_frame_solver_statuses_reach_the_run_record():
-    """evaluate_per_frame keeps every frame's subproblem statuses and stop reasons (Outcome.decision,
-    logged as solution.json), so an inaccurate or failed solve in any frame is visible."""
+    """The runner's per-frame loop keeps every frame's subproblem statuses and stop reasons (the run's
+    decision, logged as solution.json), so an inaccurate or failed solve in any frame is visible."""
     task = EntUsrTask(SMALL)
-    out = task.evaluate_per_frame(Convex(), Budget(evaluations=200), np.random.default_rng(0))
-    report = out.decision["frame_solver"]
+    report = execute(task, Convex(), Budget(evaluations=200), seed=0).decision["frame_solver"]
     frames = task.params.frames * task.config.eval_episodes
     assert sum(report["kept"].values()) == frames
     assert sum(report["block_stop"].values()) >= frames  # at least one block per frame
@@ -129,8 +129,8 @@ class _Boxed(ConvexProgram):
 
 @pytest.mark.parametrize("broken", [False, True])
 def test_failed_subproblems_are_flagged_and_keep_the_incumbent(broken):
-    res = ScaResult(-np.inf, None, None, 0)
-    x, fx = sca_program(_Boxed(broken), ConvexConfig(trust_region=1.0), Meter(None, None), res)
+    res = ScaResult()
+    x, fx = sca_program(_Boxed(broken), ConvexConfig(trust_region=1.0), Meter(), res)
     if broken:  # every subproblem infeasible: counted, and the feasible start is returned
         assert fx == 0.0 and set(res.statuses) == {"infeasible"} and res.statuses["infeasible"] >= 1
     else:

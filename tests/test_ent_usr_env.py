@@ -1,24 +1,45 @@
-"""ent-usr environment contract, determinism, PettingZoo API, frame problems, task runs and baselines."""
+"""ent-usr environment contract, determinism, PettingZoo API, frame problems, task runs, baselines and
+the topology setting."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from pettingzoo.test import parallel_api_test, parallel_seed_test
 
-from isacbench.api import Budget, Reporter, UserError
-from isacbench.multiagent import Head, RoleSpec
-from isacbench.solvers.mrt_baselines import CcnMRT, CfnMRT, RandomMRT
-from isacbench.solvers.random_search import RandomSearch
-from isacbench.tasks.ent_usr import EntUsrTask, model
+from isacbench import runner
+from isacbench.api import Budget, BudgetedProblem, Reporter, SequentialTask, Solution, Solver, UserError
+from isacbench.multiagent import Head, MultiAgentEnv, RoleSpec
+from isacbench.tasks.ent_usr import EntUsrTask, actions, model, topology
+from isacbench.tasks.ent_usr.baselines import CcnMRT, CfnMRT, RandomMRT
+from isacbench.tasks.ent_usr.metrics import METRICS
 from isacbench.tasks.ent_usr.pettingzoo_env import EntUsrParallelEnv
 from test_ent_usr_model import play_frame, random_raw_actions
 
 SMALL = {"frames_per_episode": 3, "eval_episodes": 2}
 
 
+class Sampler(Solver):
+    """Uniform samples of the frame problem's space until the budget ends; the runner keeps the best."""
+
+    name = "sampler"
+    kinds = frozenset({"sequential"})
+
+    def solve(self, problem, budget, rng):
+        while problem.remaining:
+            problem.evaluate(problem.space.sample(rng))
+        return Solution(decision=None)
+
+
+def run(task, solver, budget=Budget(), seed=0, reporter=None):
+    """A sequential run as the runner executes it (evaluation episodes, per-frame checks)."""
+    return runner.execute(task, solver, budget, seed, reporter)
+
+
 def test_contract_shapes_and_heads():
     task = EntUsrTask(SMALL)
+    assert isinstance(task, SequentialTask) and task.objective_metric == "usr" and task.setting_keys == ("topology",)
     env = task.make_env(5, 0)
+    assert isinstance(env, MultiAgentEnv)
     assert env.num_envs == 5 and env.frames_per_episode == 3
     assert env.stages == (("lcp",), ("lpb", "fg"), ("fpb",))
     assert set(env.roles) == {"lcp", "lpb", "fg", "fpb"}
@@ -39,15 +60,30 @@ def test_contract_shapes_and_heads():
         env.act({r: acts[r] for r in stage})
     reward, done, metrics = env.end_frame()
     assert reward.shape == (5,) and done.shape == (5,) and not done.any()
-    assert set(metrics) == {"usr", "utility", "signaling", "utility_comm", "utility_sense"}
+    assert tuple(metrics) == METRICS == ("usr", "utility", "signaling", "utility_comm", "utility_sense",
+                                         "fed_user_share", "fed_target_share", "coop_share")
+    assert all(v.shape == (5,) for v in metrics.values())
+    for k in ("fed_user_share", "fed_target_share", "coop_share"):
+        assert np.all((metrics[k] >= 0) & (metrics[k] <= 1))
 
 
-def test_stage_order_is_enforced():
+def test_stage_misuse_is_a_programming_error_not_a_user_error():
     env = EntUsrTask(SMALL).make_env(2, 0)
-    with pytest.raises(UserError):
+    acts = random_raw_actions(env, np.random.default_rng(0))
+    with pytest.raises(RuntimeError, match="stage"):
         env.observe("fpb")
-    with pytest.raises(UserError):
+    with pytest.raises(RuntimeError, match="every stage"):
         env.end_frame()
+    with pytest.raises(ValueError, match="unknown role 'bogus'"):
+        env.observe("bogus")
+    with pytest.raises(ValueError, match="exactly its roles"):
+        env.act({"lpb": acts["lpb"]})  # stage 0 is LCP's
+    for stage in env.stages:
+        env.act({r: acts[r] for r in stage})
+    with pytest.raises(RuntimeError, match="call end_frame"):
+        env.act({"lcp": acts["lcp"]})
+    for err in (RuntimeError, ValueError):
+        assert not issubclass(err, UserError)
 
 
 def test_later_stages_see_earlier_actions():
@@ -108,22 +144,48 @@ def test_pettingzoo_parallel_api_and_seed():
 
 def test_frame_problem_agrees_with_the_environment():
     task = EntUsrTask(SMALL)
-    env = task.eval_env()
+    env = task.evaluation_env()
     probs = task.frame_problems(env)
     rng = np.random.default_rng(0)
     xs = [RandomMRT().solve(pr, Budget(), rng).decision for pr in probs]
     evs = [pr.evaluate(x) for pr, x in zip(probs, xs)]
-    env.set_decision(model.Decision.stack([pr.to_decision(x) for pr, x in zip(probs, xs)]))
+    task.apply_frame_decisions(env, probs, xs)
     _, _, metrics = env.end_frame()
+    assert any(ev.feasible for ev in evs)
     for b, ev in enumerate(evs):
+        assert tuple(ev.metrics) == METRICS
         if ev.feasible:
             assert ev.objective == pytest.approx(metrics["usr"][b], rel=1e-9)
             assert ev.metrics["signaling"] == pytest.approx(metrics["signaling"][b], rel=1e-12)
+            for k in ("fed_user_share", "fed_target_share", "coop_share"):
+                assert ev.metrics[k] == metrics[k][b]
+
+
+def test_topology_shares_count_federated_and_cooperative_services():
+    """fed_*_share: eq. 57-58; coop_share: federated services whose CFN (eq. 65) has >= 2 CCNs."""
+    task = EntUsrTask(SMALL)
+    p = task.params
+    env = task.make_env(3, 0)
+    n = env.num_envs
+    fed_u = np.zeros((n, p.MK), bool)
+    fed_q = np.zeros((n, p.MQ), bool)
+    fed_u[0] = fed_q[0] = True  # env 0: all federated, CFN 0 = {CCN 0}, CFN 1 = {1, 2, 3}
+    fed_u[1, :p.K] = True  # env 1: the users of CCN 0 and the first target of CCN 2, CFNs {0, 1}, {2, 3}
+    fed_q[1, 2 * p.Q] = True
+    group = np.array([[0, 1, 1, 1], [0, 0, 1, 1], [0, 1, 1, 1]])  # env 2: nothing federated
+    half = np.full((n, p.MA), 0.5)
+    env.set_decision(actions.rule_decision(p, fed_u, fed_q, np.full((n, p.M), p.B // 2),
+                                           np.full((n, p.MA), p.P_max / 2), group, half, half))
+    _, _, m = env.end_frame()
+    services = p.M * (p.K + p.Q)
+    np.testing.assert_array_equal(m["fed_user_share"], [1.0, p.K / p.MK, 0.0])
+    np.testing.assert_array_equal(m["fed_target_share"], [1.0, 1 / p.MQ, 0.0])
+    np.testing.assert_array_equal(m["coop_share"], [3 * (p.K + p.Q) / services, (p.K + 1) / services, 0.0])
 
 
 def test_frame_problem_space_and_infeasible_grouping():
     task = EntUsrTask(SMALL)
-    prob = task.frame_problems(task.eval_env())[0]
+    prob = task.frame_problems(task.evaluation_env())[0]
     p = task.params
     assert len(prob.space.variables) == p.M * (p.K + p.Q) + 2 * p.M + 3 * p.MA
     x = prob.rule(np.ones((p.M, p.K + p.Q), bool), np.zeros(p.M, int))  # all CCNs in one CFN > M_max = 3
@@ -140,48 +202,63 @@ def test_frame_problem_space_and_infeasible_grouping():
 def test_baselines_run_and_report(solver):
     task = EntUsrTask(SMALL)
     seen = []
-    out = task.run_solver(solver(), task.default_budget, np.random.default_rng(0),
-                          Reporter(progress=lambda f, t: seen.append(f)))
+    out = run(task, solver(), task.default_budget, reporter=Reporter(progress=lambda f, t: seen.append(f)))
     m = out.evaluation.metrics
     assert out.evaluation.objective == m["usr"] > 0
-    assert set(m) >= {"usr", "utility", "signaling", "utility_comm", "utility_sense"}
-    assert out.evaluations == 0 and out.frames == 3 * 2 and seen[-1] == 1.0
-    assert len(out.curves["usr"]) == 3
+    assert set(m) >= set(METRICS)
+    assert out.evaluations == 0 and out.info["frames"] == 3 * 2 and seen[-1] == 1.0
+    assert len(out.info["curve:usr"]) == 3
+    assert (m["infeasible_frames"] == 0) == (solver is not RandomMRT)  # random groups may exceed M_max (eq. 52)
     episodes = out.decision["episode_means"]["usr"]  # per-episode means average to the objective
     assert len(episodes) == 2 and np.mean(episodes) == pytest.approx(out.evaluation.objective)
-    assert np.mean(out.curves["usr"]) == pytest.approx(out.evaluation.objective)
+    assert np.mean(out.info["curve:usr"]) == pytest.approx(out.evaluation.objective)
     if solver is CcnMRT:
-        assert m["signaling"] == pytest.approx(4 * (716.8 + 32) / 1024) and out.decision["fed_user_share"] == 0
-    if solver is CfnMRT:
-        assert out.decision["fed_user_share"] == 1 and out.decision["mean_cfn_sizes"] == [2.0, 2.0]
+        assert m["signaling"] == pytest.approx(4 * (716.8 + 32) / 1024)
+        assert m["fed_user_share"] == m["fed_target_share"] == m["coop_share"] == 0
+    if solver is CfnMRT:  # R = 2 contiguous CFNs of 2 CCNs each: every service cooperative
+        assert m["fed_user_share"] == m["fed_target_share"] == m["coop_share"] == 1
+    if solver is RandomMRT:
+        assert 0 < m["coop_share"] < 1
 
 
 def test_baseline_ordering_matches_the_paper_tradeoff():
     """Sec. VI: CFN-only has the most utility and the most signaling, CCN-only the least signaling."""
     task = EntUsrTask({"frames_per_episode": 5, "eval_episodes": 4})
-    res = {s.name: task.run_solver(s(), Budget(), np.random.default_rng(0), Reporter()).evaluation.metrics
-           for s in (CcnMRT, CfnMRT, RandomMRT)}
+    res = {s.name: run(task, s()).evaluation.metrics for s in (CcnMRT, CfnMRT, RandomMRT)}
     assert res["cfn-mrt"]["signaling"] > res["random-mrt"]["signaling"] > res["ccn-mrt"]["signaling"]
     assert res["cfn-mrt"]["utility"] > res["ccn-mrt"]["utility"]
 
 
 def test_per_frame_optimizer_counts_evaluations():
     task = EntUsrTask(SMALL)
-    out = task.run_solver(RandomSearch(), Budget(evaluations=3), np.random.default_rng(0), Reporter())
+    out = run(task, Sampler(), Budget(evaluations=3))
     assert out.evaluations == 3 * 3 * 2 and out.evaluation.objective > 0
 
 
+def test_baselines_unwrap_only_ent_usr_frame_problems():
+    task = EntUsrTask(SMALL)
+    prob = task.frame_problems(task.evaluation_env())[0]
+    rng = np.random.default_rng(0)
+    wrapped = CfnMRT().solve(BudgetedProblem(prob, Budget(evaluations=1)), Budget(evaluations=1), rng)
+    assert wrapped.decision == CfnMRT().solve(prob, Budget(), rng).decision
+
+
 def test_evaluation_seeds_are_fixed_per_instance():
-    a = EntUsrTask(SMALL).run_solver(CcnMRT(), Budget(), np.random.default_rng(0), Reporter())
-    b = EntUsrTask(SMALL).run_solver(CcnMRT(), Budget(), np.random.default_rng(9), Reporter())
-    c = EntUsrTask({**SMALL, "instance_seed": 1}).run_solver(CcnMRT(), Budget(), np.random.default_rng(0), Reporter())
+    a = run(EntUsrTask(SMALL), CcnMRT(), seed=0)
+    b = run(EntUsrTask(SMALL), CcnMRT(), seed=9)
+    c = run(EntUsrTask({**SMALL, "instance_seed": 1}), CcnMRT(), seed=0)
     assert a.evaluation.objective == b.evaluation.objective != c.evaluation.objective
 
 
 def test_other_grid_sizes_work():
     task = EntUsrTask({"M": 9, "R": 3, "frames_per_episode": 2, "eval_episodes": 1})
-    out = task.run_solver(CfnMRT(), Budget(), np.random.default_rng(0), Reporter())
-    assert out.evaluation.objective > 0 and out.decision["mean_cfn_sizes"] == [3.0, 3.0, 3.0]
+    out = run(task, CfnMRT())
+    assert out.evaluation.objective > 0 and out.evaluation.metrics["coop_share"] == 1
+    env = task.evaluation_env()
+    probs = task.frame_problems(env)
+    task.apply_frame_decisions(env, probs, [CfnMRT().solve(pr, Budget(), None).decision for pr in probs])
+    env.end_frame()
+    np.testing.assert_array_equal(np.bincount(env.last_decision.group[0]), [3, 3, 3])
     env = task.make_env(2, 0)
     reward, _, _ = play_frame(env, random_raw_actions(env, np.random.default_rng(0)))
     assert np.all(np.isfinite(reward))
@@ -231,3 +308,105 @@ def test_lcp_observation_carries_the_phase1_estimate_the_model_uses():
     np.testing.assert_allclose(ch[..., 1 + p.N:1 + 2 * p.N], unit.imag, atol=1e-5)
     gain = np.log10(np.linalg.norm(hl, axis=-1) ** 2 * p.P_max / (p.B * p.noise))
     np.testing.assert_allclose(ch[..., 0], gain, atol=1e-4)
+
+
+# ------------------------------------------------------------------ topology setting (Sec. VI variants)
+@pytest.mark.parametrize("topo, roles, stages", [
+    ("ent", ("lcp", "lpb", "fg", "fpb"), (("lcp",), ("lpb", "fg"), ("fpb",))),
+    ("ccn-only", ("lpb",), (("lpb",),)),
+    ("cfn-only", ("fg", "fpb"), (("fg",), ("fpb",)))])
+def test_topology_setting_restricts_the_acting_roles(topo, roles, stages):
+    task = EntUsrTask({**SMALL, "topology": topo})
+    env = task.make_env(2, 0)
+    assert tuple(env.roles) == roles and env.stages == stages
+    assert set(env.reference_actions()) == set(roles)
+    full = EntUsrTask(SMALL).make_env(2, 0)
+    assert env.state_dim == full.state_dim
+    assert all(env.roles[r] == full.roles[r] for r in roles)
+
+
+@pytest.mark.parametrize("topo", ["ccn-only", "cfn-only"])
+def test_restricted_env_plays_the_fixed_rules_as_the_full_env_would(topo):
+    """A restricted environment equals the full one whose non-acting roles play topology.fixed_actions:
+    the same observations, states and per-frame metrics; LCP's rule fixes the classification and the
+    local resources (ccn-only: all local, full local power and bandwidth; cfn-only: the opposite)."""
+    task = EntUsrTask({**SMALL, "topology": topo})
+    env, full = task.make_env(2, 5), EntUsrTask(SMALL).make_env(2, 5)
+    rng = np.random.default_rng(5)
+    p = task.params
+    for _ in range(2):
+        acts = random_raw_actions(full, rng)
+        for r in full.roles:
+            if r not in env.roles:
+                acts[r] = topology.fixed_actions(topo, r, full.roles[r], 2)
+        for stage in full.stages:
+            mine = tuple(r for r in stage if r in env.roles)
+            for r in mine:
+                np.testing.assert_array_equal(env.observe(r), full.observe(r))
+            if mine:
+                np.testing.assert_array_equal(env.state(), full.state())
+                env.act({r: acts[r] for r in mine})
+            full.act({r: acts[r] for r in stage})
+        _, _, m = env.end_frame()
+        _, _, m_full = full.end_frame()
+        for k in METRICS:
+            np.testing.assert_array_equal(m[k], m_full[k])
+        d, federated = env.last_decision, topo == "cfn-only"
+        assert np.all(d.fed_users == federated) and np.all(d.fed_targets == federated)
+        assert np.all(d.b_loc == (0 if federated else p.B)) and np.allclose(d.p_loc, 0.0 if federated else p.P_max)
+        assert np.all(m["fed_user_share"] == float(federated))
+
+
+@pytest.mark.parametrize("topo", ["ccn-only", "cfn-only"])
+def test_restricted_topology_fixes_the_frame_problem_bounds(topo):
+    task = EntUsrTask({**SMALL, "topology": topo})
+    prob = task.frame_problems(task.evaluation_env())[0]
+    p, fed = task.params, topo == "cfn-only"
+    sp = prob.space
+    assert all((sp[f"fed_{m}_{j}"].low, sp[f"fed_{m}_{j}"].high) == (int(fed), int(fed))
+               for m in range(p.M) for j in range(p.K + p.Q))
+    assert all((sp[f"bl_{m}"].low, sp[f"bl_{m}"].high) == ((0, 0) if fed else (p.B, p.B)) for m in range(p.M))
+    assert all((sp[f"pl_{a}"].low, sp[f"pl_{a}"].high) == ((0.0, 0.0) if fed else (1.0, 1.0)) for a in range(p.MA))
+    assert (sp["grp_0"].low, sp["grp_0"].high) == (0, p.R - 1)
+    x = sp.sample(np.random.default_rng(0))
+    assert sp.check(x) == x and all(x[f"fed_{m}_{j}"] == int(fed) for m in range(p.M) for j in range(p.K + p.Q))
+    with pytest.raises(UserError, match="fed_0_0"):
+        sp.check({**x, "fed_0_0": 1 - int(fed)})
+    # every rule honours the setting: the rule of the other topology becomes this one's
+    ccn, cfn = (prob.rule(np.full((p.M, p.K + p.Q), f), prob.contiguous_groups()) for f in (False, True))
+    assert ccn == cfn == sp.check(ccn)
+    assert topology.reference_federations(topo) == (fed,)
+    assert topology.reference_federations("ent") == (False, True)
+
+
+@pytest.mark.parametrize("topo, solver", [("ccn-only", CcnMRT), ("cfn-only", CfnMRT)])
+def test_restricted_topology_runs_give_the_matching_rule_and_keep_the_instance(topo, solver):
+    """ccn-mrt on ent equals both fixed rules on ccn-only (one topology, the same rule); random
+    classifications follow the setting too. The setting is left out of the instance id and shown in
+    the variant label."""
+    ent, restricted = EntUsrTask(SMALL), EntUsrTask({**SMALL, "topology": topo})
+    want = run(ent, solver()).evaluation.metrics
+    for other in (CcnMRT, CfnMRT):
+        assert run(restricted, other(), seed=3).evaluation.metrics == want, other.name
+    share = float(topo == "cfn-only")
+    for other, budget in ((RandomMRT(), Budget()), (Sampler(), Budget(evaluations=2))):
+        m = run(restricted, other, budget, seed=1).evaluation.metrics
+        assert m["fed_user_share"] == m["fed_target_share"] == share, other.name
+    spec = runner.RunSpec("ent-usr", "sampler", task_config={**SMALL, "topology": topo})
+    _, tags = runner.run_tags(spec, restricted, Sampler(), Budget())
+    _, ent_tags = runner.run_tags(runner.RunSpec("ent-usr", "sampler", task_config=SMALL), ent, Sampler(), Budget())
+    assert tags["isacbench.instance"] == ent_tags["isacbench.instance"]
+    assert tags["isacbench.variant"] == f"sampler[topology={topo}]"
+
+
+def test_topology_setting_is_validated():
+    with pytest.raises(UserError, match="topology"):
+        EntUsrTask({"topology": "mesh"})
+
+
+@pytest.mark.parametrize("topo", ["ccn-only", "cfn-only"])
+def test_pettingzoo_api_under_a_restricted_topology(topo):
+    task = EntUsrTask({"frames_per_episode": 2, "topology": topo})
+    parallel_api_test(EntUsrParallelEnv(task), num_cycles=6)
+    env = EntUsrParallelEnv(task)
+    assert {env.members[a][0] for a in env.possible_agents} == set(topology.acting_roles(topo))

@@ -357,7 +357,7 @@ def test_pathloss_and_radar_gain_hand_values():
 @settings(max_examples=8, deadline=None)
 @given(st.integers(0, 10**6), st.integers(0, 4))
 def test_baseline_rule_frames_have_positive_usr(seed, n_frames):
-    from isacbench.solvers.mrt_baselines import CcnMRT, CfnMRT, RandomMRT
+    from isacbench.tasks.ent_usr.baselines import CcnMRT, CfnMRT, RandomMRT
     task = EntUsrTask({"frames_per_episode": 6})
     env = task.make_env(2, seed)
     rng = np.random.default_rng(seed)

@@ -74,3 +74,27 @@ def test_a_rows_confidence_interval_does_not_depend_on_other_rows():
     both = summarize(pd.concat([runs("a-solver", [5.0, 6.0, 9.0]), a])).set_index("solver")
     assert alone.loc["b-solver", "ci_low"] < 3.4 < alone.loc["b-solver", "ci_high"]
     assert (alone.loc["b-solver", ["ci_low", "ci_high"]] == both.loc["b-solver", ["ci_low", "ci_high"]]).all()
+
+
+def test_tracker_runs_reads_every_page():
+    from mlflow.store.entities.paged_list import PagedList
+
+    from isacbench.tracking import Tracker
+
+    class Client:  # three pages of two runs, as MLflow returns them
+        def __init__(self):
+            self.calls = []
+
+        def get_experiment_by_name(self, name):
+            return type("Exp", (), {"experiment_id": "7"}) if name == "isacbench/toy" else None
+
+        def search_runs(self, ids, filter_string, max_results, page_token):
+            self.calls.append((ids, filter_string, page_token))
+            page = int(page_token or 0)
+            return PagedList([2 * page, 2 * page + 1], str(page + 1) if page < 2 else None)
+
+    tracker = Tracker.__new__(Tracker)  # no store: the client is the fake above
+    tracker.client = Client()
+    assert list(tracker.runs("toy", "attributes.status = 'FINISHED'")) == [0, 1, 2, 3, 4, 5]
+    assert tracker.client.calls == [(["7"], "attributes.status = 'FINISHED'", t) for t in (None, "1", "2")]
+    assert list(tracker.runs("other")) == []

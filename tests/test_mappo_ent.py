@@ -1,4 +1,4 @@
-"""MAPPO on the real ent-usr environment: action domains, topology rules, a tiny end-to-end run."""
+"""MAPPO on the real ent-usr environment: action domains, topology settings, a tiny end-to-end run."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,11 +7,11 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from isacbench import episodes
 from isacbench.api import Budget, Reporter
 from isacbench.solvers.mappo import MAPPO
 from isacbench.solvers.mappo import heads as H
 from isacbench.solvers.mappo.policy import ActorCritic, MAPPOPolicy
-from isacbench.solvers.mappo.topology import trained_roles
 
 ent_usr = pytest.importorskip("isacbench.tasks.ent_usr")
 
@@ -19,20 +19,20 @@ SMALL = {"frames_per_episode": 2, "eval_episodes": 2}
 TINY = dict(num_envs=2, actor_hidden=(16,), critic_hidden=(16,), epochs=1, minibatches=1)
 
 
-def untrained_policy(task, topology: str, seed: int, deterministic: bool) -> tuple:
+def untrained_policy(task, seed: int, deterministic: bool) -> tuple:
     env = task.make_env(3, seed)
-    hyper = MAPPO({**TINY, "topology": topology}).config.hyper()
+    hyper = MAPPO(TINY).config.hyper()
     torch.manual_seed(seed)
-    model = ActorCritic(env.roles, env.state_dim, trained_roles(topology, env.roles), hyper)
+    model = ActorCritic(env.roles, env.state_dim, hyper)
     for p in model.parameters():  # spread the outputs so that extreme logits/concentrations occur
         p.data.mul_(50.0)
-    return env, MAPPOPolicy(model, env.roles, topology, deterministic)
+    return env, MAPPOPolicy(model, deterministic)
 
 
 @settings(max_examples=6, deadline=None)
 @given(st.sampled_from(["ent", "ccn-only", "cfn-only"]), st.integers(0, 2 ** 31 - 1), st.booleans())
 def test_actions_respect_every_head_domain_of_the_environment(topology, seed, deterministic):
-    env, policy = untrained_policy(ent_usr.EntUsrTask(SMALL), topology, seed, deterministic)
+    env, policy = untrained_policy(ent_usr.EntUsrTask({**SMALL, "topology": topology}), seed, deterministic)
     env.reset(seed)
     for _ in range(env.frames_per_episode):
         for stage in env.stages:
@@ -56,9 +56,10 @@ def test_actions_respect_every_head_domain_of_the_environment(topology, seed, de
 
 
 @pytest.mark.parametrize("topology, federated", [("ccn-only", False), ("cfn-only", True)])
-def test_topology_rules_fix_the_untrained_lcp(topology, federated):
-    task = ent_usr.EntUsrTask(SMALL)
-    env, policy = untrained_policy(task, topology, 0, True)
+def test_topology_setting_fixes_the_lcp_the_policy_does_not_learn(topology, federated):
+    task = ent_usr.EntUsrTask({**SMALL, "topology": topology})
+    env, policy = untrained_policy(task, 0, True)
+    assert "lcp" not in policy.model.roles
     env.reset(1)
     for stage in env.stages:
         env.act({r: policy.act(r, env.observe(r)) for r in stage})
@@ -67,37 +68,45 @@ def test_topology_rules_fix_the_untrained_lcp(topology, federated):
     assert np.all(d.fed_users == federated) and np.all(d.fed_targets == federated)
     assert np.all(d.b_loc == (0 if federated else p.B))
     assert np.allclose(d.p_loc, 0.0 if federated else p.P_max)
+    with pytest.raises(ValueError, match="unknown role 'lcp'"):
+        policy.act("lcp", env.observe("lcp"))
 
 
 @pytest.mark.parametrize("baseline", ["mean", "critic"])
-def test_tiny_training_run_on_ent_usr_is_evaluated_by_the_task(tmp_path, baseline):
+def test_tiny_training_run_on_ent_usr_is_evaluated_by_the_runner(tmp_path, baseline):
     task = ent_usr.EntUsrTask(SMALL)
     solver = MAPPO({**TINY, "baseline": baseline})
     seen = []
-    policy = solver.train(task, Budget(frames=3 * 2 * 2), np.random.default_rng(0),
+    policy = solver.train(task.make_env, Budget(frames=3 * 2 * 2), np.random.default_rng(0),
                           Reporter(progress=lambda f, t: seen.append((f, t)), artifact_dir=str(tmp_path)))
     assert [h["frames"] for h in solver.history] == [4, 8, 12]
-    keys = {"usr", "utility", "signaling", "utility_comm", "utility_sense", "loss", "actor_loss", "entropy",
-            "clip_fraction", "approx_kl", "fps"}
+    keys = set(ent_usr.metrics.METRICS) | {"return", "loss", "actor_loss", "entropy", "clip_fraction", "approx_kl",
+                                           "fps"}
     assert keys <= set(solver.history[-1]) and ("critic_loss" in solver.history[-1]) == (baseline == "critic")
     assert (len(policy.model.critics) > 0) == (baseline == "critic")
-    assert seen[-1][0] == 1.0 and "frames/s" in seen[-1][1] and "USR" in seen[-1][1]
-    out = task.evaluate_policy(policy)
+    assert seen[-1][0] == 1.0 and "frames/s" in seen[-1][1] and "return" in seen[-1][1]
+    assert "usr" not in seen[-1][1].lower()  # MAPPO names no task metric
+    out = episodes.play_policy(task, policy)
     assert np.isfinite(out.evaluation.objective) and out.evaluation.objective > 0
+    assert set(out.evaluation.metrics) >= set(ent_usr.metrics.METRICS)
     assert (tmp_path / "mappo" / "checkpoint.safetensors").is_file()
     assert (tmp_path / "mappo" / "training_curve.png").stat().st_size > 10_000
 
 
-@pytest.mark.parametrize("over", [{"preset": "paper", "num_envs": 2, "epochs": 1},
-                                  {**TINY, "topology": "ccn-only"}, {**TINY, "topology": "cfn-only"}])
-def test_paper_preset_and_topologies_train_one_update(over):
-    task = ent_usr.EntUsrTask(SMALL)
+@pytest.mark.parametrize("over, topology", [({"preset": "paper", "num_envs": 2, "epochs": 1}, "ent"),
+                                            (TINY, "ccn-only"), (TINY, "cfn-only")])
+def test_paper_preset_and_topologies_train_one_update(over, topology):
+    task = ent_usr.EntUsrTask({**SMALL, "topology": topology})
     solver = MAPPO(over)
-    policy = solver.train(task, Budget(frames=4), np.random.default_rng(1), Reporter())
+    policy = solver.train(task.make_env, Budget(frames=4), np.random.default_rng(1), Reporter())
     assert len(solver.history) == 1 and np.isfinite(solver.history[0]["loss"])
-    trained = set(policy.model.roles)
-    assert trained == {"ent": set(task.make_env(1, 0).roles), "ccn-only": {"lpb"},
-                       "cfn-only": {"fg", "fpb"}}[over.get("topology", "ent")]
+    assert tuple(policy.model.roles) == {"ent": ("lcp", "lpb", "fg", "fpb"), "ccn-only": ("lpb",),
+                                         "cfn-only": ("fg", "fpb")}[topology]
+
+
+def test_mappo_supports_any_sequential_task_and_has_no_topology_key():
+    assert MAPPO.tasks is None and MAPPO.supports(ent_usr.EntUsrTask)
+    assert "topology" not in MAPPO.Config.model_fields
 
 
 # ---------------------------------------------------------------- relative beams and reference init
@@ -151,8 +160,8 @@ def test_reference_init_starts_mappo_at_ccn_mrt():
     env = task.make_env(64, 0)
     hyper = MAPPO(TINY).config.hyper()
     torch.manual_seed(0)
-    model = ActorCritic(env.roles, env.state_dim, tuple(env.roles), hyper, env.reference_actions())
-    greedy = MAPPOPolicy(model, env.roles, "ent", deterministic=True)
+    model = ActorCritic(env.roles, env.state_dim, hyper, env.reference_actions())
+    greedy = MAPPOPolicy(model, deterministic=True)
     for stage in env.stages:
         env.act({r: greedy.act(r, env.observe(r)) for r in stage})
     env.end_frame()
@@ -161,7 +170,7 @@ def test_reference_init_starts_mappo_at_ccn_mrt():
     # full power is an interior mode of the widened Beta, clipped: P_max itself up to the 0.01-gain output weights
     assert np.all(d.beam_loc == -1) and np.all(d.p_loc >= 0.99 * p.P_max) and np.mean(d.p_loc == p.P_max) > 0.25
     # sampled beams keep exploring: P(class 0) = e^c / (e^c + 15) per component, c = REF_LOGIT_CLASS
-    sampler = MAPPOPolicy(model, env.roles, "ent", deterministic=False)
+    sampler = MAPPOPolicy(model, deterministic=False)
     env.reset(1)
     env.act({"lcp": sampler.act("lcp", env.observe("lcp"))})
     beams = sampler.act("lpb", env.observe("lpb"))["beam"]

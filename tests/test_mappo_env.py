@@ -15,10 +15,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from isacbench.multiagent import Head, RoleSpec
+from isacbench.multiagent import Head, MultiAgentEnv, RoleSpec
 
 
-class ToyEnv:
+class ToyEnv(MultiAgentEnv):
     frames_per_episode = 4
     stages = (("scout",), ("leader",))
     roles = {"scout": RoleSpec("scout", 2, 4, (Head("bits", "bernoulli", 2), Head("share", "continuous", 2, low=0.0,
@@ -90,16 +90,7 @@ class ToyEnv:
         done = np.full(self.num_envs, self.frame >= self.frames_per_episode)
         if not done[0]:
             self._draw()
-        return reward, done, {"usr": reward, "accuracy": acc, "hit": hit}
-
-
-class ToyTask:
-    """What MAPPO.train needs from a task: `make_env(num_envs, seed)`."""
-
-    name = "toy"
-
-    def make_env(self, num_envs: int, seed: int = 0) -> ToyEnv:
-        return ToyEnv(num_envs, seed)
+        return reward, done, {"score": reward, "accuracy": acc, "hit": hit}
 
 
 def play(env: ToyEnv, act, seeds) -> float:

@@ -148,7 +148,7 @@ def test_paper_preset_is_table_one():
     assert MAPPO({"preset": "paper", "lr": 1e-3}).config.hyper().lr == 1e-3
 
 
-@pytest.mark.parametrize("cfg, needle", [({"topology": "mesh"}, "topology"), ({"lr": -1}, "lr"),
+@pytest.mark.parametrize("cfg, needle", [({"topology": "ccn-only"}, "topology"), ({"lr": -1}, "lr"),
                                          ({"num_envs": 0}, "num_envs"), ({"actor_hidden": [0]}, "actor_hidden"),
                                          ({"bogus": 1}, "bogus")])
 def test_bad_config_is_one_clear_user_error(cfg, needle):
@@ -205,7 +205,7 @@ def test_mean_baseline_gives_standardized_one_frame_advantages_and_no_critic():
     spec = RoleSpec("r", 2, 3, (Head("x", "continuous", 1),))
     hyper = MAPPO({}).config.hyper()
     assert (hyper.baseline, hyper.gae_lambda) == ("mean", 0.0)
-    model = ActorCritic({"r": spec}, 5, ("r",), hyper)
+    model = ActorCritic({"r": spec}, 5, hyper)
     assert len(model.critics) == 0 and len(model.value_norm) == 0
     T, B = 3, 2
     rewards = torch.tensor([[1.0, 2.0], [4.0, 0.0], [3.0, 2.0]])  # mean 2

@@ -8,7 +8,7 @@ import torch
 from isacbench.api import Budget, Reporter, UserError
 from isacbench.solvers.mappo import MAPPO
 
-from test_mappo_env import ToyEnv, ToyTask, play
+from test_mappo_env import ToyEnv, play
 
 TINY = dict(num_envs=16, actor_hidden=(32, 32), critic_hidden=(64, 64), lr=3e-3, epochs=4, minibatches=2)
 ROLLOUT = 16 * ToyEnv.frames_per_episode  # frames per update
@@ -18,7 +18,7 @@ EVAL_SEEDS = (1000, 1001)
 def train(budget_frames: int, tmp_path=None, reporter: Reporter | None = None, **over):
     solver = MAPPO({**TINY, **over})
     rep = reporter or Reporter(artifact_dir=str(tmp_path) if tmp_path else None)
-    policy = solver.train(ToyTask(), Budget(frames=budget_frames), np.random.default_rng(7), rep)
+    policy = solver.train(ToyEnv, Budget(frames=budget_frames), np.random.default_rng(7), rep)  # make_env
     return solver, policy
 
 
@@ -69,20 +69,30 @@ def test_checkpoint_resume_continues_identically(tmp_path):
         assert torch.equal(v, w), k
 
 
-def test_resume_from_an_mlflow_run_id(tmp_path, monkeypatch):
+@pytest.mark.parametrize("via", ["environment", "reporter"])
+def test_resume_from_an_mlflow_run_id(tmp_path, monkeypatch, via):
+    """The run id is looked up in the run's own store (`Reporter.tracking_uri`, the CLI's
+    --tracking-uri), else in $MLFLOW_TRACKING_URI."""
     from isacbench.tracking import Tracker
 
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    tracker = Tracker()
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    if via == "environment":
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    else:
+        monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+        (tmp_path / "elsewhere").mkdir()
+        monkeypatch.chdir(tmp_path / "elsewhere")  # the working directory's default store is another one
+    tracker = Tracker(uri)
     run_id = tracker.start("toy", "mappo", 0, {}, {})
     art = tmp_path / "artifacts"
     train(2 * ROLLOUT, reporter=Reporter(artifact_dir=str(art), run_id=run_id), checkpoint_every=1)
     tracker.log_files(run_id, {str(f.relative_to(art)): f.read_bytes() for f in art.rglob("*") if f.is_file()})
     tracker.finish(run_id, "KILLED")
-    resumed, _ = train(3 * ROLLOUT, resume=run_id)
+    reporter = Reporter(tracking_uri=uri if via == "reporter" else None)
+    resumed, _ = train(3 * ROLLOUT, reporter=reporter, resume=run_id)
     assert [h["frames"] for h in resumed.history] == [ROLLOUT, 2 * ROLLOUT, 3 * ROLLOUT]
     with pytest.raises(UserError, match="resume"):
-        train(3 * ROLLOUT, resume="0123456789abcdef")
+        train(3 * ROLLOUT, reporter=reporter, resume="0123456789abcdef")
 
 
 def test_budget_below_one_rollout_is_a_user_error():

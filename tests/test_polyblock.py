@@ -9,7 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from isacbench.api import (Budget, BudgetedProblem, Evaluation, MonotonicProgram, Problem, Real, Solution,
-                           Space, UserError)
+                           Space, Structure, UserError)
+from isacbench.runner import solve_problem
 from isacbench.solvers.exhaustive import Exhaustive
 from isacbench.solvers.polyblock import Polyblock, polyblock
 
@@ -48,7 +49,7 @@ class InterferenceChannel(Problem):
         p[(rho >= 1) | (p < -1e-12).any(axis=1)] = np.inf
         return p
 
-    def structure(self) -> dict:
+    def structure(self) -> Structure:
         high = np.diag(self.G) * self.pmax / self.noise
         prog = MonotonicProgram(
             low=np.zeros(self.K), high=high,
@@ -57,7 +58,7 @@ class InterferenceChannel(Problem):
             to_decision=lambda y: {f"p{k}": float(np.clip(v, 0, self.pmax))
                                    for k, v in enumerate(self.min_powers(y[None])[0])},
             label="sinr")
-        return {"monotonic": [prog]}
+        return Structure(monotonic=[prog])
 
     def corner_optimum(self) -> float:
         """Exact optimum for K=2, equal weights: binary power control maximizes the 2-link sum
@@ -136,13 +137,13 @@ gains = st.lists(st.floats(0.05, 2.0), min_size=4, max_size=4).map(lambda v: np.
 def test_two_user_interference_channel_is_exact(g, diag):
     G = g + np.diag([diag, diag])
     prob = InterferenceChannel(G, noise=0.5, pmax=2.0)
-    res = polyblock(prob.structure()["monotonic"], eps=1e-6, rel_eps=1e-4)
+    res = polyblock(prob.structure().monotonic, eps=1e-6, rel_eps=1e-4)
     opt = prob.corner_optimum()
     assert res.bound >= opt - 1e-9
     assert res.best <= opt + 1e-9
     assert opt - res.best <= max(1e-6, 1e-4 * opt) + 1e-9
     # the SINR point maps back to powers that achieve (at least) its objective
-    x = prob.structure()["monotonic"][0].to_decision(res.best_y)
+    x = prob.structure().monotonic[0].to_decision(res.best_y)
     assert prob.evaluate(x).objective == pytest.approx(res.best, rel=1e-6)
 
 
@@ -163,9 +164,7 @@ def test_solver_matches_exhaustive_and_respects_budget():
     G = np.array([[1.0, 0.6], [0.3, 1.4]])
     prob = InterferenceChannel(G, noise=0.3, pmax=1.0, weights=[1.0, 0.7])
     exh = Exhaustive({"real_points": 11})  # the grid holds the corners, where the 2-user optimum lies
-    bp_e = BudgetedProblem(prob, Budget(evaluations=2000))
-    sol_e = exh.solve(bp_e, Budget(evaluations=2000), np.random.default_rng(0))
-    exh_best = prob.evaluate(sol_e.decision).objective
+    exh_best = solve_problem(prob, exh, Budget(evaluations=2000), np.random.default_rng(0)).evaluation.objective
     budget = Budget(evaluations=20_000)
     bp = BudgetedProblem(prob, budget)
     sol = Polyblock({"rel_eps": 1e-4}).solve(bp, budget, np.random.default_rng(0))
@@ -183,8 +182,8 @@ def test_solver_matches_exhaustive_and_respects_budget():
 def test_solver_budget_cap_and_bound_valid():
     G = np.array([[1.0, 0.6, 0.2], [0.3, 1.4, 0.5], [0.4, 0.2, 0.9]])
     prob = InterferenceChannel(G, noise=0.3, pmax=1.0)
-    exh = Exhaustive({"real_points": 11}).solve(prob, Budget(evaluations=2000), np.random.default_rng(0))
-    ref = prob.evaluate(exh.decision).objective  # a feasible value: no certified bound may be below it
+    exh = solve_problem(prob, Exhaustive({"real_points": 11}), Budget(evaluations=2000), np.random.default_rng(0))
+    ref = exh.evaluation.objective  # a feasible value: no certified bound may be below it
     for n in (3, 50, 300, 3000):
         bp = BudgetedProblem(prob, Budget(evaluations=n))
         sol = Polyblock().solve(bp, Budget(evaluations=n), np.random.default_rng(0))
@@ -192,6 +191,7 @@ def test_solver_budget_cap_and_bound_valid():
         assert sol.info["stop"] == "budget"
         assert sol.bound is None or sol.bound >= ref - 1e-9
         assert sol.bound is not None or n < 10
+        assert (sol.decision is None) == (n < 10)  # nothing feasible yet: the runner takes over
 
 
 def test_solver_refuses_problem_without_structure():
@@ -202,7 +202,8 @@ def test_solver_refuses_problem_without_structure():
             return Evaluation(objective=x["x"])
 
     with pytest.raises(UserError, match="monotonic"):
-        Polyblock().solve(Plain(), Budget(evaluations=10), np.random.default_rng(0))
+        Polyblock().solve(BudgetedProblem(Plain(), Budget(evaluations=10)), Budget(evaluations=10),
+                          np.random.default_rng(0))
 
 
 def test_solver_reports_vertex_cap():
@@ -218,7 +219,7 @@ def test_solver_reports_vertex_cap():
         def structure(self):
             prog = simplex_program(w, 2.5)
             prog.to_decision = lambda y: {f"y{i}": float(v) for i, v in enumerate(y)}
-            return {"monotonic": [prog]}
+            return Structure(monotonic=[prog])
 
     budget = Budget(evaluations=100_000)
     sol = Polyblock({"max_vertices": 30}).solve(BudgetedProblem(Simplex(), budget), budget,
@@ -256,14 +257,26 @@ def test_sg_cluster_polyblock_certifies_every_solver(sg_cluster_small):
     pb_val = prob.evaluate(sol.decision).objective
     tol = max(Polyblock().config.eps, Polyblock().config.rel_eps * abs(pb_val))
     assert sol.bound - pb_val <= tol + 1e-12
-    exh = Exhaustive({"real_points": 6}).solve(prob, Budget(evaluations=400), rng)
-    exh_ev = prob.evaluate(exh.decision)
+    exh_ev = solve_problem(prob, Exhaustive({"real_points": 6}), Budget(evaluations=400), rng).evaluation
     assert exh_ev.feasible
     assert pb_val >= exh_ev.objective - tol
     values = [exh_ev.objective]
     for solver, evals in ((Convex(), 5000), (OptunaSolver(), 150)):
-        s = solver.solve(BudgetedProblem(prob, Budget(evaluations=evals)), Budget(evaluations=evals), rng)
-        ev = prob.evaluate(s.decision)
+        ev = solve_problem(prob, solver, Budget(evaluations=evals), rng).evaluation
         assert ev.feasible
         values.append(ev.objective)
     assert sol.bound >= max(values) - 1e-12
+
+
+@pytest.mark.parametrize("solver", ["polyblock", "convex"])
+def test_time_budget_stops_with_the_structures_point(solver):
+    """A time budget that ends inside the structure solve (sg-cluster P2 needs ~10 s for its 280
+    branches): the solver stops on it and returns its best structure point, feasible (the
+    verifying evaluation may find the time spent; the runner re-evaluates the point anyway)."""
+    from isacbench.solvers.convex import Convex
+    from isacbench.tasks.sg_cluster import SgClusterTask
+    prob = SgClusterTask({"problem": "P2"}).problem()
+    cls = Polyblock if solver == "polyblock" else Convex
+    solved = solve_problem(prob, cls(), Budget(seconds=0.5), np.random.default_rng(0))
+    assert solved.info["stop"] == "budget" and "branch" in solved.info
+    assert solved.evaluation.feasible

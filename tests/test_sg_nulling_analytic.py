@@ -54,12 +54,17 @@ def test_prop2_closed_form_equals_the_general_quadrature(K):
 
 # ------------------------------------------------------------------ model-exact simulations
 
-RNG = np.random.default_rng(20240601)
 N_SIM, N_PTS = 60_000, 120
 
 
-def _ppp(n, m):
-    return np.sqrt(RNG.standard_exponential((n, m)).cumsum(axis=1) / np.pi)
+@pytest.fixture
+def rng():
+    """A fresh generator per test: a test's samples do not depend on which tests ran before."""
+    return np.random.default_rng(20240601)
+
+
+def _ppp(rng, n, m):
+    return np.sqrt(rng.standard_exponential((n, m)).cumsum(axis=1) / np.pi)
 
 
 def _check(sample, expected):
@@ -68,33 +73,33 @@ def _check(sample, expected):
 
 
 @pytest.mark.parametrize("K,D", [(1, 20), (12, 9)])
-def test_theorem1_at_L1_matches_mean_gain_model(K, D):
+def test_theorem1_at_L1_matches_mean_gain_model(rng, K, D):
     # eq. (20) with L = 1, M_t = 20: SIR = (D/K) r_1^-4 / sum_{i>=2} r_i^-4 (gains replaced by their
     # means, D = M_t + 1 - K); PPP beyond the last point by its mean, pi r^-2
-    r = _ppp(N_SIM, N_PTS)
+    r = _ppp(rng, N_SIM, N_PTS)
     interf = (r[:, 1:] ** -4.0).sum(axis=1) + np.pi * r[:, -1] ** -2.0
     sample = np.log1p(D / K * r[:, 0] ** -4.0 / interf)
     _check(sample, A.rate_from_y(D / K, 4.0))
 
 
 @pytest.mark.parametrize("K", [1, 4])
-def test_prop2_matches_gamma_gain_model_with_hole(K):
+def test_prop2_matches_gamma_gain_model_with_hole(rng, K):
     # target at origin, nearest BS serves, all others interfere at their distance to the serving BS
-    r = _ppp(N_SIM, N_PTS)
-    pos = r * np.exp(2j * np.pi * RNG.random(r.shape))
+    r = _ppp(rng, N_SIM, N_PTS)
+    pos = r * np.exp(2j * np.pi * rng.random(r.shape))
     rho = np.abs(pos[:, 1:] - pos[:, :1])
-    interf = (RNG.gamma(K, size=rho.shape) * rho**-4.0).sum(axis=1) + K * np.pi * r[:, -1] ** -2.0
-    sample = np.log1p(DEFAULT.sensing_gain * RNG.gamma(K, size=N_SIM) * r[:, 0] ** -4.0 / interf)
+    interf = (rng.gamma(K, size=rho.shape) * rho**-4.0).sum(axis=1) + K * np.pi * r[:, -1] ** -2.0
+    sample = np.log1p(DEFAULT.sensing_gain * rng.gamma(K, size=N_SIM) * r[:, 0] ** -4.0 / interf)
     _check(sample, default_rates()(K, 1))
 
 
 @pytest.mark.parametrize("K,Q", [(1, 2), (1, 6), (5, 3)])
-def test_theorem2_matches_gamma_gain_model_without_hole(K, Q):
+def test_theorem2_matches_gamma_gain_model_without_hole(rng, K, Q):
     # App. C: neighbours of the serving BS form a PPP (hole ignored), independent of R
-    R = np.sqrt(RNG.standard_exponential(N_SIM) / np.pi)
-    rho = _ppp(N_SIM, N_PTS)[:, Q - 1:]
-    interf = (RNG.gamma(K, size=rho.shape) * rho**-4.0).sum(axis=1) + K * np.pi * rho[:, -1] ** -2.0
-    sample = np.log1p(DEFAULT.sensing_gain * RNG.gamma(K, size=N_SIM) * R**-4.0 / interf)
+    R = np.sqrt(rng.standard_exponential(N_SIM) / np.pi)
+    rho = _ppp(rng, N_SIM, N_PTS)[:, Q - 1:]
+    interf = (rng.gamma(K, size=rho.shape) * rho**-4.0).sum(axis=1) + K * np.pi * rho[:, -1] ** -2.0
+    sample = np.log1p(DEFAULT.sensing_gain * rng.gamma(K, size=N_SIM) * R**-4.0 / interf)
     _check(sample, default_rates()(K, Q))
 
 

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from isacbench.api import Budget, BudgetedProblem
+from isacbench.api import Budget
+from isacbench.runner import solve_problem
 from isacbench.solvers.convex import Convex
 from isacbench.solvers.exhaustive import Exhaustive
 from isacbench.tasks.sg_nulling.config import SgNullingConfig
@@ -22,13 +23,13 @@ P2 = {"problem": "P2", "rate_sense_min": 0.5, "L_min": 2}
 @pytest.mark.parametrize("over", [{}, {"rho": 0.8}, {"rho": 0.2}, P2])
 def test_convex_reaches_the_exhaustive_optimum(over):
     prob = SgNullingProblem(SgNullingConfig(**over))
-    exact = Exhaustive().solve(prob, Budget(), np.random.default_rng(0))
-    best = prob.evaluate(exact.decision).objective
-    bp = BudgetedProblem(prob, Budget(evaluations=2000))
-    sol = Convex().solve(bp, Budget(evaluations=2000), np.random.default_rng(0))
-    ev = prob.evaluate(sol.decision)
-    assert ev.feasible and ev.objective == pytest.approx(best, rel=1e-12)
-    assert bp.evaluations <= 2000 < prob.space.grid_size()
+    best = solve_problem(prob, Exhaustive(), Budget(), np.random.default_rng(0)).evaluation.objective
+    # no decision returned: the runner takes the best rounded candidate the solver evaluated
+    sol = solve_problem(prob, Convex(), Budget(evaluations=2000), np.random.default_rng(0))
+    assert sol.evaluation.feasible and sol.evaluation.objective == pytest.approx(best, rel=1e-12)
+    assert sol.info["verified_objective"] == sol.evaluation.objective
+    assert sol.evaluations == sol.info["structure_evaluations"] + sol.info["rounded_candidates"]
+    assert sol.evaluations <= 2000 < prob.space.grid_size()
     assert sol.info["statuses"] and set(sol.info["statuses"]) <= {"optimal", "optimal_inaccurate"}
     # the relaxation's value is near the integer optimum (same model, K, L, J real)
     assert abs(sol.info["relaxation_value"] - best) <= 0.01 * best
@@ -103,7 +104,7 @@ def test_cli_run_records_the_optimum_and_the_solver_statuses(workdir):
     assert p.returncode == 0, p.stderr
     out = json.loads(p.stdout.splitlines()[-1])
     prob = SgNullingProblem(SgNullingConfig())
-    best = prob.evaluate(Exhaustive().solve(prob, Budget(), np.random.default_rng(0)).decision).objective
+    best = solve_problem(prob, Exhaustive(), Budget(), np.random.default_rng(0)).evaluation.objective
     assert out["objective"] == pytest.approx(best, rel=1e-12) and out["evaluations"] <= 2000
     client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
     path = client.download_artifacts(out["run_id"], "solution.json", str(workdir))

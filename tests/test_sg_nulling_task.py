@@ -8,6 +8,7 @@ from hypothesis import given, settings, strategies as st
 
 from isacbench.api import BudgetedProblem, Budget, UserError
 from isacbench.registry import load
+from isacbench.runner import solve_problem
 from isacbench.tasks.sg_nulling import SgNullingTask
 from isacbench.tasks.sg_nulling.problem import analytic_metrics, feasible_points
 
@@ -90,10 +91,13 @@ def _enumerated_optimum(task):
     return {k: int(v[i]) for k, v in pts.items()}, float(obj[i])
 
 
+def _solve(task, solver, budget):
+    return solve_problem(task.problem(), load("solver", solver)(), budget, np.random.default_rng(0))
+
+
 def test_exhaustive_equals_direct_enumeration_on_default_p1():
     x_best, best = _enumerated_optimum(TASK)
-    bp = BudgetedProblem(TASK.problem(), TASK.default_budget)
-    sol = load("solver", "exhaustive")().solve(bp, TASK.default_budget, np.random.default_rng(0))
+    sol = _solve(TASK, "exhaustive", TASK.default_budget)
     assert sol.decision == x_best == {"K": 12, "L": 1, "J": 10, "Q": 1}
     assert sol.bound == pytest.approx(best) and best == pytest.approx(15.6578, abs=1e-4)
 
@@ -102,16 +106,24 @@ def test_exhaustive_equals_direct_enumeration_on_default_p1():
 def test_prop3_search_reaches_the_enumerated_optimum(rho):
     task = SgNullingTask({"rho": rho})
     x_best, best = _enumerated_optimum(task)
-    bp = BudgetedProblem(task.problem(), task.default_budget)
-    sol = load("solver", "prop3-search")().solve(bp, task.default_budget, np.random.default_rng(0))
-    assert task.problem().evaluate(sol.decision).objective == pytest.approx(best, rel=1e-12)
-    assert bp.evaluations == sol.info["candidates"] < 0.02 * task.default_budget.evaluations
+    sol = _solve(task, "prop3-search", task.default_budget)
+    assert sol.evaluation.objective == pytest.approx(best, rel=1e-12)
+    assert sol.evaluations == sol.info["candidates"] == sol.info["evaluated"] < 0.02 * task.default_budget.evaluations
 
 
-def test_prop3_search_under_a_tiny_budget_returns_a_feasible_point():
-    bp = BudgetedProblem(TASK.problem(), Budget(evaluations=5))
-    sol = load("solver", "prop3-search")().solve(bp, bp.budget, np.random.default_rng(0))
-    assert bp.evaluations == 5 and TASK.problem().evaluate(sol.decision).feasible
+def test_prop3_search_under_a_tiny_budget_returns_its_best_feasible_point():
+    sol = _solve(TASK, "prop3-search", Budget(evaluations=3))
+    assert sol.evaluations == sol.info["evaluated"] == 3 and sol.evaluation.feasible
+    # the best of the first three candidates (L = 1, J = 1), measured before the move into the task
+    assert sol.decision == {"K": 12, "L": 1, "J": 1, "Q": 1} and sol.evaluation.objective == 9.274044202162857
+
+
+def test_prop3_search_refuses_another_tasks_problem():
+    from isacbench.tasks.sg_cluster import SgClusterTask
+
+    bp = BudgetedProblem(SgClusterTask().problem(), Budget(evaluations=5))
+    with pytest.raises(UserError, match="solver 'prop3-search' needs an sg-nulling problem"):
+        load("solver", "prop3-search")().solve(bp, bp.budget, np.random.default_rng(0))
 
 
 def test_figures_are_registered_and_write_png_and_csv(tmp_path):

@@ -1,4 +1,4 @@
-"""MAPPO for ent-usr: centralized training, decentralized execution (ENT-USR paper, Sec. V)."""
+"""MAPPO: centralized training, decentralized execution (ENT-USR paper, Sec. V) on any sequential task."""
 from .solver import MAPPO
 
 __all__ = ["MAPPO"]

@@ -58,8 +58,9 @@ def load(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -
     return json.loads(header["meta"])
 
 
-def locate(resume: str) -> Path:
-    """A checkpoint file from a path (file or folder) or an MLflow run id (tracking URI as the CLI's:
+def locate(resume: str, tracking_uri: str | None = None) -> Path:
+    """A checkpoint file from a path (file or folder) or an MLflow run id in the store `tracking_uri`
+    (the run's own store, `Reporter.tracking_uri`; None: as the CLI resolves it without a flag,
     $MLFLOW_TRACKING_URI, else the local sqlite store)."""
     p = Path(resume)
     for cand in (p, p / FILE, p / FOLDER / FILE):
@@ -72,7 +73,7 @@ def locate(resume: str) -> Path:
     dst = tempfile.mkdtemp(prefix="mappo-resume-")
     try:
         local = mlflow.artifacts.download_artifacts(run_id=resume, artifact_path=FOLDER, dst_path=dst,
-                                                    tracking_uri=resolve_uri())
+                                                    tracking_uri=resolve_uri(tracking_uri))
     except Exception as e:  # noqa: BLE001 - any MLflow failure means the run id cannot be resumed
         raise UserError(f"solver mappo resume={resume!r}: not a checkpoint file and no MLflow run with a "
                         f"'{FOLDER}/{FILE}' artifact ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None

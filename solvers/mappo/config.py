@@ -60,11 +60,9 @@ PRESETS: dict[str, Hyper] = {
 
 class MappoConfig(Config):
     preset: Literal["default", "paper"] = Field("default", description="hyperparameter preset")
-    topology: Literal["ent", "ccn-only", "cfn-only"] = Field(
-        "ent", description="ent trains all roles; ccn-only trains LPB only; cfn-only trains FG and FPB only")
     init: Literal["reference", "uniform"] = Field(
-        "reference", description="initial policy: centred on the environment's reference_actions() (ent-usr: "
-                                 "CCN-MRT), or uniform (zero output biases)")
+        "reference", description="initial policy: centred on the environment's reference_actions() hint (a rule "
+                                 "action; none: uniform), or uniform (zero output biases)")
     device: Literal["cpu", "cuda", "auto"] = Field("cpu", description="torch device for training")
     num_envs: int | None = Field(None, ge=1, le=4096, description="parallel environments per rollout")
     lr: float | None = Field(None, gt=0, le=1, description="Adam learning rate (actors and critics)")

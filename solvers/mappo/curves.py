@@ -1,30 +1,31 @@
-"""Training-curve figure in the layout of Fig. 5 (a)-(f)."""
+"""Training-curve figure: one panel per environment metric, then the episode return and the loss."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
-
-# Panel order as the paper's Sec. VI text uses it (its Fig. 5 caption list is shifted by one).
-PANELS = (("usr", "(a) USR"), ("utility", "(b) total utility"), ("utility_comm", "(c) communication utility"),
-          ("utility_sense", "(d) sensing utility"), ("signaling", "(e) signaling overhead"),
-          ("loss", "(f) total training loss"))
+from typing import Sequence
 
 
-def plot(history: list[dict], path: Path, title: str) -> Path:
-    """One panel per Fig. 5 metric present in `history` (x axis: training frames)."""
+def plot(history: list[dict], path: Path, title: str, metrics: Sequence[str] = ()) -> Path:
+    """One panel per per-frame environment metric in `metrics` (the order `end_frame` reports them;
+    on ent-usr these include Fig. 5 (a)-(e)), then the episode return and the total training loss
+    (Fig. 5 (f)); x axis: training frames. Keys absent from `history` are skipped."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = [(k, t) for k, t in PANELS if any(k in h for h in history)] or [("return", "episode return")]
-    fig, axes = plt.subplots(2, 3, figsize=(12, 6.5), squeeze=False)
-    for ax, (key, label) in zip(axes.flat, panels):
+    keys = [k for k in (*metrics, "return", "loss") if any(k in h for h in history)]
+    cols = max(1, min(4, len(keys)))
+    rows = max(1, math.ceil(len(keys) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.1 * rows + 0.5), squeeze=False)
+    for ax, key in zip(axes.flat, keys):
         pts = [(h["frames"], h[key]) for h in history if key in h]
         ax.plot([p[0] for p in pts], [p[1] for p in pts], lw=1.2)
-        ax.set_title(label, fontsize=10)
+        ax.set_title(key, fontsize=10)
         ax.set_xlabel("training frames")
         ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(panels):]:
+    for ax in list(axes.flat)[len(keys):]:
         ax.axis("off")
     fig.suptitle(title)
     fig.tight_layout()

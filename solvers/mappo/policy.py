@@ -10,21 +10,21 @@ from isacbench.multiagent import RoleSpec
 from . import heads as H
 from .config import Hyper
 from .networks import RoleActor, RoleCritic, RunningNorm
-from .topology import fixed_actions
 
 
 TIME_FEATURES = 1  # the critics also see the fraction of the episode left (rollout.collect)
 
 
 class ActorCritic(nn.Module):
-    """Actors and critics of the trained roles, with their running normalizers."""
+    """Actors and critics of every role of the environment (`env.roles`: the roles that act),
+    with their running normalizers."""
 
-    def __init__(self, roles: dict[str, RoleSpec], state_dim: int, trained: tuple[str, ...], hyper: Hyper,
+    def __init__(self, roles: dict[str, RoleSpec], state_dim: int, hyper: Hyper,
                  reference: dict[str, dict] | None = None):
         """reference: role -> head -> reference action (size,) or None; each actor's output bias
         starts there (`heads.reference_bias`), so the initial policy is centred on it."""
         super().__init__()
-        self.roles = {r: roles[r] for r in trained}
+        self.roles = dict(roles)
         self.actors = nn.ModuleDict({r: RoleActor(s, hyper.actor_hidden) for r, s in self.roles.items()})
         for r, actor in self.actors.items():
             refs = (reference or {}).get(r, {})
@@ -48,20 +48,18 @@ class ActorCritic(nn.Module):
 
 
 class MAPPOPolicy:
-    """Decentralized execution (eq. 77): each agent acts on its own observation only.
+    """Decentralized execution (eq. 77): each agent acts on its own observation only, with its
+    role's actor (mode by default, Sec. V-D1 "deterministic policy")."""
 
-    Trained roles use their actor (mode by default, Sec. V-D1 "deterministic policy");
-    the other roles follow the topology's fixed rules (see topology.py)."""
-
-    def __init__(self, model: ActorCritic, roles: dict[str, RoleSpec], topology: str, deterministic: bool = True):
+    def __init__(self, model: ActorCritic, deterministic: bool = True):
         self.model = model.to("cpu").eval()
-        self.roles, self.topology, self.deterministic = roles, topology, deterministic
+        self.deterministic = deterministic
 
     @torch.no_grad()
     def act(self, role: str, obs: np.ndarray) -> dict[str, np.ndarray]:
-        spec = self.roles[role]
         if role not in self.model.roles:
-            return fixed_actions(self.topology, role, spec, obs.shape[0])
+            raise ValueError(f"mappo policy: unknown role {role!r}; trained roles: {', '.join(self.model.roles)}")
+        spec = self.model.roles[role]
         x = self.model.obs_norm[role](torch.as_tensor(np.asarray(obs), dtype=torch.float32))
         params = self.model.actors[role](x)
         pick = H.mode if self.deterministic else H.sample

@@ -11,7 +11,6 @@ from isacbench.multiagent import MultiAgentEnv
 from . import heads as H
 from .buffer import RoleRollout
 from .policy import ActorCritic, to_numpy
-from .topology import fixed_actions
 
 
 @dataclass
@@ -25,7 +24,7 @@ class Rollout:
 
 
 @torch.no_grad()
-def collect(env: MultiAgentEnv, model: ActorCritic, topology: str, seed: int, device: torch.device) -> Rollout:
+def collect(env: MultiAgentEnv, model: ActorCritic, seed: int, device: torch.device) -> Rollout:
     """Play one episode in every environment with the current stochastic policy.
 
     Observations and states are normalized with the running statistics frozen for the
@@ -39,20 +38,16 @@ def collect(env: MultiAgentEnv, model: ActorCritic, topology: str, seed: int, de
     rewards, dones, metrics = [], [], {}
     raw_obs = {r: [] for r in model.roles}
     raw_state = []
-    horizon = max(1, getattr(env, "frames_per_episode", 1000))
+    horizon = max(1, env.frames_per_episode)
     limit = 10 * horizon
     while True:
         remaining = torch.full((env.num_envs, 1), 1.0 - len(rewards) / horizon, device=device)
         for stage in env.stages:
             s_raw = torch.as_tensor(env.state(), dtype=torch.float32, device=device)
             s = torch.cat([model.state_norm(s_raw), remaining], -1)  # critic input: state | time left
-            if any(r in model.roles for r in stage):
-                raw_state.append(s_raw)
+            raw_state.append(s_raw)
             acts = {}
             for role in stage:
-                if role not in model.roles:
-                    acts[role] = fixed_actions(topology, role, env.roles[role], env.num_envs)
-                    continue
                 o_raw = torch.as_tensor(env.observe(role), dtype=torch.float32, device=device)
                 o = model.obs_norm[role](o_raw)
                 params = model.actors[role](o)

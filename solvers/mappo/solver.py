@@ -8,7 +8,8 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from isacbench.api import Budget, LearningSolver, Reporter, SequentialTask, UserError
+from isacbench.api import Budget, EnvFactory, LearningSolver, Reporter, UserError
+from isacbench.multiagent import MultiAgentEnv
 
 from . import checkpoint
 from .algorithm import prepare, update
@@ -16,7 +17,6 @@ from .config import Hyper, MappoConfig
 from .curves import plot
 from .policy import ActorCritic, MAPPOPolicy
 from .rollout import collect
-from .topology import trained_roles
 
 
 def resolve_device(name: str) -> torch.device:
@@ -40,44 +40,44 @@ def derive(entropy: int, *key: int) -> tuple[int, int]:
 
 
 def tracked(stats: dict) -> dict:
-    """MLflow names of one update's metrics: `train/<name>`, apart from the evaluation's own
-    `usr`, `utility`, ... that the runner logs for the same run."""
+    """MLflow names of one update's metrics: `train/<name>` (the environment's per-frame metrics,
+    losses, diagnostics), apart from the evaluation's own metrics that the runner logs for the
+    same run under their plain names."""
     return {f"train/{k}": v for k, v in stats.items() if k != "frames"}
 
 
 class MAPPO(LearningSolver):
+    """Trains every role the environment lists (`env.roles`); any sequential task (`make_env`)."""
+
     name = "mappo"
     description = "multi-agent PPO, centralized training / decentralized execution (ENT-USR Sec. V)"
     Config = MappoConfig
-    tasks: ClassVar[frozenset[str]] = frozenset({"ent-usr"})
     operational_keys: ClassVar[frozenset[str]] = frozenset({"device", "threads", "checkpoint_every", "resume"})
 
-    def train(self, task: SequentialTask, budget: Budget, rng: np.random.Generator,
+    def train(self, make_env: EnvFactory, budget: Budget, rng: np.random.Generator,
               reporter: Reporter) -> MAPPOPolicy:
         threads = torch.get_num_threads()
         torch.set_num_threads(self.config.threads)
         try:
-            return self._train(task, budget, rng, reporter)
+            return self._train(make_env, budget, rng, reporter)
         finally:
             torch.set_num_threads(threads)
 
-    def _train(self, task: SequentialTask, budget: Budget, rng: np.random.Generator,
+    def _train(self, make_env: EnvFactory, budget: Budget, rng: np.random.Generator,
                reporter: Reporter) -> MAPPOPolicy:
         cfg: MappoConfig = self.config
         hyper = cfg.hyper()
         device = resolve_device(cfg.device)
         entropy = int(rng.integers(2 ** 63))
-        env = task.make_env(hyper.num_envs, seed=derive(entropy, 0)[0])
-        trained = trained_roles(cfg.topology, env.roles)
+        env: MultiAgentEnv = make_env(hyper.num_envs, derive(entropy, 0)[0])
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(derive(entropy, 1)[0])
-            reference = env.reference_actions() if cfg.init == "reference" and hasattr(env, "reference_actions") \
-                else None
-            model = ActorCritic(env.roles, env.state_dim, trained, hyper, reference).to(device)
+            reference = env.reference_actions() if cfg.init == "reference" else None
+            model = ActorCritic(env.roles, env.state_dim, hyper, reference).to(device)
         optimizer = torch.optim.Adam(model.parameters(), lr=hyper.lr, eps=1e-5)
         start_update, frames, history = 0, 0, []
         if cfg.resume:
-            meta = checkpoint.load(checkpoint.locate(cfg.resume), model, optimizer)
+            meta = checkpoint.load(checkpoint.locate(cfg.resume, reporter.tracking_uri), model, optimizer)
             start_update, frames, history, entropy = meta["update"], meta["frames"], meta["history"], meta["entropy"]
             for h in history:  # the resumed run carries the whole curve
                 reporter.log_metrics(tracked(h), int(h["frames"]))
@@ -89,7 +89,7 @@ class MAPPO(LearningSolver):
         n_updates = None if total_frames is None else total_frames // per_update
         out = Path(reporter.artifact_dir) / checkpoint.FOLDER if reporter.artifact_dir else None
         t0, k = time.perf_counter(), start_update
-        last = 0.0
+        last, metric_names = 0.0, ()
         while True:
             elapsed = time.perf_counter() - t0
             if n_updates is not None and k >= n_updates:
@@ -98,41 +98,42 @@ class MAPPO(LearningSolver):
                 break
             frac = k / max(1, n_updates - 1) if n_updates is not None else elapsed / budget.seconds
             tick = time.perf_counter()
-            stats = self._step(env, model, optimizer, hyper, cfg.topology, entropy, k, frac, device)
+            stats, metric_names = self._step(env, model, optimizer, hyper, entropy, k, frac, device)
             last = time.perf_counter() - tick
             k, frames = k + 1, frames + stats.pop("frames_collected")
             stats["fps"] = per_update / last
             history.append({"frames": frames, **stats})
             if out is not None and k % cfg.checkpoint_every == 0:
-                self._save(out, model, optimizer, hyper, k, frames, entropy, history)
+                self._save(out, model, optimizer, hyper, k, frames, entropy, history, metric_names)
             reporter.log_metrics(tracked(stats), frames)
             done = k / n_updates if n_updates else min(1.0, (time.perf_counter() - t0) / budget.seconds)
-            score = f"USR {stats['usr']:.4g}" if "usr" in stats else f"return {stats['return']:.4g}"
-            reporter.progress(done, f"mappo {cfg.topology}: update {k}, {stats['fps']:.0f} frames/s, {score}")
+            reporter.progress(done, f"mappo: update {k}, {stats['fps']:.0f} frames/s, return {stats['return']:.4g}")
         if out is not None and history:
-            self._save(out, model, optimizer, hyper, k, frames, entropy, history)
+            self._save(out, model, optimizer, hyper, k, frames, entropy, history, metric_names)
         self.frames, self.history = frames, history
-        return MAPPOPolicy(model, env.roles, cfg.topology, cfg.deterministic)
+        return MAPPOPolicy(model, cfg.deterministic)
 
     @staticmethod
-    def _step(env, model: ActorCritic, optimizer, hyper: Hyper, topology: str, entropy: int, k: int,
-              frac: float, device: torch.device) -> dict[str, float]:
-        """One update: collect a rollout, compute advantages, run the PPO epochs."""
+    def _step(env: MultiAgentEnv, model: ActorCritic, optimizer, hyper: Hyper, entropy: int, k: int,
+              frac: float, device: torch.device) -> tuple[dict[str, float], tuple[str, ...]]:
+        """One update: collect a rollout, compute advantages, run the PPO epochs. Returns the
+        update's statistics and the names of the environment's per-frame metrics among them."""
         env_seed, torch_seed = derive(entropy, 2, k)
         clip = anneal(hyper.clip_start, hyper.clip_end, frac)
         ent_coef = anneal(hyper.ent_start, hyper.ent_end, frac)
         with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
             torch.manual_seed(torch_seed)
             model.train()
-            rollout = collect(env, model, topology, env_seed, device)
+            rollout = collect(env, model, env_seed, device)
             data = prepare(model, rollout, hyper)
             losses = update(model, optimizer, data, hyper, clip, ent_coef)
-        return {**rollout.metrics, "return": rollout.episode_return, "reward": float(rollout.rewards.mean()),
-                **losses, "clip": clip, "ent_coef": ent_coef, "frames_collected": rollout.frames}
+        stats = {**rollout.metrics, "return": rollout.episode_return, "reward": float(rollout.rewards.mean()),
+                 **losses, "clip": clip, "ent_coef": ent_coef, "frames_collected": rollout.frames}
+        return stats, tuple(rollout.metrics)
 
     def _save(self, out: Path, model, optimizer, hyper: Hyper, k: int, frames: int, entropy: int,
-              history: list[dict]) -> None:
+              history: list[dict], metric_names: tuple[str, ...]) -> None:
         meta = {"update": k, "frames": frames, "entropy": entropy, "history": history,
-                "topology": self.config.topology, "hyper": {f: getattr(hyper, f) for f in hyper.__dataclass_fields__}}
+                "hyper": {f: getattr(hyper, f) for f in hyper.__dataclass_fields__}}
         checkpoint.save(out / checkpoint.FILE, model, optimizer, meta)
-        plot(history, out / "training_curve.png", f"MAPPO ({self.config.topology}, {self.config.preset} preset)")
+        plot(history, out / "training_curve.png", f"MAPPO ({self.config.preset} preset)", metric_names)

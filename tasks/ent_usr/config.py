@@ -57,10 +57,13 @@ class EntUsrConfig(TaskConfig):
     prior_pos_std: float = Field(1.0, gt=0, description="initial position uncertainty per axis [m] (J_q[0])")
     prior_vel_std: float = Field(1.0, gt=0, description="initial velocity uncertainty per axis [m/s] (J_q[0])")
     utility_floor: float = Field(1e-3, gt=0, description="floor on U[n] inside log of the reward (eq. 75)")
+    # ---- a setting (Task.setting_keys): restricts the decision, keeps the instance
+    topology: Literal["ent", "ccn-only", "cfn-only"] = Field(
+        "ent", description="ent: every role decides; ccn-only: every service local (only LPB acts); cfn-only: "
+                           "every service federated (only FG and FPB act); see topology.py")
     # ---- episodes and evaluation
     frames_per_episode: int = Field(20, ge=1, le=10_000, description="frames N_T per episode")
     eval_episodes: int = Field(4, ge=1, le=1024, description="evaluation episodes (fixed seeds from instance_seed)")
-    num_envs: int = Field(16, ge=1, le=65_536, description="parallel environments for training")
 
     @model_validator(mode="after")
     def _check(self):
@@ -127,6 +130,7 @@ class Params:
     utility_floor: float
     frames: int
     beam_relative: bool = False  # agents' beam classes are offsets from codebook MRT (see actions.decode)
+    topology: str = "ent"  # ent / ccn-only / cfn-only (topology.py)
 
     @property
     def MA(self) -> int:
@@ -168,4 +172,5 @@ def params_of(cfg: EntUsrConfig) -> Params:
         err_min=cfg.err_min, err_max=cfg.err_max, G_R=10.0 ** (cfg.radar_gain_db / 10.0), rcs=cfg.rcs_m2,
         prior_pos_std=cfg.prior_pos_std, prior_vel_std=cfg.prior_vel_std, o=o, O_bar=cfg.overhead_base * o,
         utility_floor=cfg.utility_floor, frames=cfg.frames_per_episode, beam_relative=cfg.beam_mode == "relative",
+        topology=cfg.topology,
     )

@@ -31,29 +31,38 @@ Observations (float32), all features scaled to O(1):
         one-hot of r (R)
 state(): all lcp observations | the fg observation (zero before LCP acts) | stage one-hot (3).
 
-`reference_actions()`: per role and head, the action of the CCN-MRT rule (all local, full local
-power and bandwidth, equal shares, MRT beams) or None where the rule has no preference; learners
-may start their policies near it (an initialization hint, not part of the paper's model).
+`reference_actions()`: per acting role and head, the action of the CCN-MRT rule (all local, full
+local power and bandwidth, equal shares, MRT beams) or None where the rule has no preference;
+learners may start their policies near it (an initialization hint, not part of the paper's model).
+
+Topology setting (`Params.topology`, topology.py): under ccn-only / cfn-only the environment plays
+the fixed rules of the non-acting roles itself; `roles` and `stages` list only the acting roles
+(ccn-only: (("lpb",),); cfn-only: (("fg",), ("fpb",))). Observations, state and the internal stage
+index (`stage`, 0..3 over `STAGES`) are those of the full protocol.
+
+`end_frame` metrics (`metrics.METRICS`, each (B,)): usr, utility, signaling, utility_comm,
+utility_sense (eq. 39-46) and the topology shares fed_user_share, fed_target_share (eq. 57-58) and
+coop_share (federated services of CFNs with >= 2 CCNs, eq. 65).
+
+Misuse (a stage out of order, an unknown role) is a programming error: RuntimeError / ValueError.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from isacbench.api import UserError
-from isacbench.multiagent import Head, RoleSpec
+from isacbench.multiagent import Head, MultiAgentEnv, RoleSpec
 
 from . import actions as act
-from . import channels, layout, model, sensing
+from . import channels, layout, model, sensing, topology
 from .config import Params
+from .metrics import frame_metrics
 
 STAGES = (("lcp",), ("lpb", "fg"), ("fpb",))
 
 
-class EntUsrEnv:
+class EntUsrEnv(MultiAgentEnv):
     """Batched ENT environment; randomness comes from one numpy Generator per `reset(seed)` and
     its draws do not depend on the actions, so every policy sees the same channels and targets."""
-
-    stages = STAGES
 
     def __init__(self, p: Params, base: layout.Layout, num_envs: int, seed: int | None = None):
         self.p, self.base, self.num_envs = p, base, int(num_envs)
@@ -64,7 +73,7 @@ class EntUsrEnv:
         self.lcp_dim = 2 * p.K + 2 * p.A + self.ch_dim + 8 * p.Q + 2
         self.rep_dim = self.ch_dim + 8 * p.Q + p.A + nk + 1 + 2
         angle = dict(classes=p.n_angles)
-        self.roles = {
+        self.specs = {  # every role of the protocol; `roles` are the ones that act under the topology
             "lcp": RoleSpec("lcp", p.M, self.lcp_dim, (Head("classify", "bernoulli", nk),
                                                        Head("power", "continuous", p.A),
                                                        Head("bandwidth", "continuous", 1))),
@@ -74,6 +83,9 @@ class EntUsrEnv:
             "fpb": RoleSpec("fpb", p.R, p.M * self.rep_dim + p.M * p.R + p.R,
                             (Head("power", "continuous", p.MA * nq), Head("beam", "categorical", p.MA * nq, **angle))),
         }
+        acting = topology.acting_roles(p.topology)
+        self.roles = {r: self.specs[r] for r in acting}
+        self.stages = tuple(tuple(r for r in st if r in acting) for st in STAGES if any(r in acting for r in st))
         self.state_dim = p.M * self.lcp_dim + p.M * self.rep_dim + len(STAGES)
         self.reset(seed)
 
@@ -103,7 +115,8 @@ class EntUsrEnv:
         self.pilot_noise = channels.cn(self.rng, self.h.shape)
         self.z = self.rng.standard_normal((n, p.MQ, 4))
         self.x_pred = self.x_hat @ self.G.T  # Remark 4
-        self.stage = 0
+        self.stage = 0  # index into STAGES (all roles)
+        self.played = 0  # stages of `self.stages` (acting roles) played this frame
         self.actions: dict[str, dict[str, np.ndarray]] = {}
         self.decision: model.Decision | None = None
         blk = model._diag_blocks  # Phase-I estimates: users of cell m at its APs on subband m, D = B D~
@@ -111,6 +124,19 @@ class EntUsrEnv:
         h_hat, delta = channels.mmse_estimate(blk(self.h, p), blk(self.h_prev, p), lam, float(p.B * p.D_ce),
                                               blk(self.pilot_noise, p), p)
         self._obs_lcp = self._lcp_features(h_hat, delta)
+        self._play_fixed()
+
+    def _play_fixed(self) -> None:
+        """Apply the topology's fixed rules to the non-acting roles of the current stage, and skip
+        the stages where no role acts."""
+        while self.stage < len(STAGES):
+            for role in STAGES[self.stage]:
+                if role not in self.roles:
+                    self.actions[role] = topology.fixed_actions(self.p.topology, role, self.specs[role],
+                                                                self.num_envs)
+            if any(role in self.roles for role in STAGES[self.stage]):
+                return
+            self.stage += 1
 
     def frame_state(self) -> model.FrameState:
         return model.FrameState(ap=self.ap, users=self.users, lam=self.lam, h=self.h, h_prev=self.h_prev,
@@ -151,7 +177,8 @@ class EntUsrEnv:
 
     def _require(self, stage: int, role: str) -> None:
         if self.stage < stage:
-            raise UserError(f"role {role!r} observes at stage {stage}, the frame is at stage {self.stage}")
+            raise RuntimeError(f"role {role!r} observes at stage {stage} of {STAGES}, the frame is at stage "
+                               f"{self.stage}: act the earlier stages first")
 
     def observe(self, role: str) -> np.ndarray:
         p, n = self.p, self.num_envs
@@ -175,7 +202,7 @@ class EntUsrEnv:
             tail = np.concatenate([np.broadcast_to(onehot.reshape(n, 1, -1), (n, p.R, p.M * p.R)),
                                    np.broadcast_to(np.eye(p.R), (n, p.R, p.R))], -1)
             return np.concatenate([rep.reshape(n, p.R, -1), tail], -1).astype(np.float32)
-        raise UserError(f"unknown role {role!r}; roles: {', '.join(self.roles)}")
+        raise ValueError(f"unknown role {role!r}; roles: {', '.join(self.specs)}")
 
     def state(self) -> np.ndarray:
         p, n = self.p, self.num_envs
@@ -184,34 +211,40 @@ class EntUsrEnv:
         return np.concatenate([self._obs_lcp.reshape(n, -1), fg, stage], -1)
 
     def reference_actions(self) -> dict[str, dict[str, np.ndarray | None]]:
-        """Per role and head, one agent-independent action (size,) of the CCN-MRT rule, None where
-        it has no preference (grouping; absolute beams, whose MRT class depends on the channel)."""
+        """Per acting role and head, one agent-independent action (size,) of the CCN-MRT rule, None
+        where it has no preference (grouping; absolute beams, whose MRT class depends on the channel)."""
         p = self.p
         nk, nq = p.K + p.Q, p.MK + p.MQ
         mrt = (lambda n: np.zeros(n, np.int64)) if p.beam_relative else (lambda n: None)
-        return {"lcp": {"classify": np.zeros(nk, np.int64), "power": np.ones(p.A), "bandwidth": np.ones(1)},
+        rule = {"lcp": {"classify": np.zeros(nk, np.int64), "power": np.ones(p.A), "bandwidth": np.ones(1)},
                 "lpb": {"power": np.ones(p.A * nk), "beam": mrt(p.A * nk)},
                 "fg": {"group": None},
                 "fpb": {"power": np.ones(p.MA * nq), "beam": mrt(p.MA * nq)}}
+        return {r: rule[r] for r in self.roles}
 
     # ------------------------------------------------------------------ actions
     def act(self, actions: dict[str, dict[str, np.ndarray]]) -> None:
-        if self.stage >= len(STAGES):
-            raise UserError("all stages of this frame have acted; call end_frame()")
-        for role in STAGES[self.stage]:
-            if role not in actions:
-                raise UserError(f"stage {self.stage} needs actions of role {role!r}")
+        if self.played >= len(self.stages):
+            raise RuntimeError("all stages of this frame have acted; call end_frame()")
+        stage = self.stages[self.played]
+        if set(actions) != set(stage):
+            raise ValueError(f"stage {self.played} {stage} needs actions of exactly its roles, got {sorted(actions)}")
+        for role in stage:
             self.actions[role] = {h: np.asarray(v) for h, v in actions[role].items()}
+        self.played += 1
         self.stage += 1
+        self._play_fixed()
 
     def set_decision(self, decision: model.Decision) -> None:
         """Apply a full decision for this frame (per-frame optimizers), bypassing the stages."""
+        if self.played:
+            raise RuntimeError(f"set_decision() after {self.played} stage(s) of this frame acted")
         self.decision = decision
-        self.stage = len(STAGES)
+        self.stage, self.played = len(STAGES), len(self.stages)
 
     def end_frame(self) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
         if self.stage < len(STAGES):
-            raise UserError(f"end_frame() at stage {self.stage}: every stage must act first")
+            raise RuntimeError(f"end_frame() at stage {self.played} of {self.stages}: every stage must act first")
         d = self.decision if self.decision is not None else act.decode(self.p, self.actions)
         out = model.evaluate(self.p, self.frame_state(), d)
         self.last = out
@@ -223,5 +256,4 @@ class EntUsrEnv:
         done = self.frame >= self.frames_per_episode
         if not done:
             self._begin_frame()
-        metrics = {k: out[k] for k in ("usr", "utility", "signaling", "utility_comm", "utility_sense")}
-        return out["reward"], np.full(self.num_envs, done), metrics
+        return out["reward"], np.full(self.num_envs, done), frame_metrics(self.p, out, d)

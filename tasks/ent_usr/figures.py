@@ -8,17 +8,16 @@ from typing import Callable
 
 import numpy as np
 
-from .model import Decision
+from isacbench.api import Budget
 
 
 def _snapshot(task, solver) -> tuple:
-    env = task.eval_env()
+    env = task.evaluation_env()
     probs = task.frame_problems(env)
     rng = np.random.default_rng(0)
-    from isacbench.api import Budget
     xs = [solver.solve(pr, Budget(), rng).decision for pr in probs]
     ap, users, targets = env.ap[0].copy(), env.users[0].copy(), env.x_pred[0, :, :2].copy()
-    env.set_decision(Decision.stack([pr.to_decision(x) for pr, x in zip(probs, xs)]))
+    task.apply_frame_decisions(env, probs, xs)
     _, _, metrics = env.end_frame()
     return env.last_decision.take(slice(0, 1)), ap, users, targets, {k: float(v[0]) for k, v in metrics.items()}
 
@@ -29,7 +28,7 @@ def topology_snapshot(task) -> Callable[[Path, Callable[[float, str], None]], li
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        from isacbench.solvers.mrt_baselines import CcnMRT, RandomMRT
+        from .baselines import CcnMRT, RandomMRT
 
         p = task.params
         out_dir = Path(out_dir)

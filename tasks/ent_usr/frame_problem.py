@@ -11,7 +11,10 @@ Decision variables (compact parametrization of eq. 47-51; beams are codebook MRT
 Optional (default 1, not sampled by black-box solvers; see `FrameSpace`):
   lv_{m}_{j}   Real [0, LV_MAX] power level of service j of CCN m: every AP's share for it is scaled by
                                lv, then an AP whose shares exceed its budget scales them all down (eq. 16-17)
-The objective is the frame's USR (eq. 42) computed with the estimated CSI of the frame.
+The objective is the frame's USR (eq. 42) computed with the estimated CSI of the frame; the metrics
+are `metrics.METRICS`, as the environment's `end_frame` reports them.
+Under a restricted topology setting (`Params.topology`, topology.py) the bounds fix the topology:
+ccn-only fed_* = 0, bl_m = B, pl_a = 1; cfn-only fed_* = 1, bl_m = 0, pl_a = 0.
 `structure()` exposes the power allocation for the topology and beams of a reference decision as
 monotonic programs (`power.PowerPrograms`)."""
 from __future__ import annotations
@@ -21,11 +24,12 @@ from typing import Mapping
 
 import numpy as np
 
-from isacbench.api import Evaluation, Integer, Problem, Real, Space, UserError
+from isacbench.api import Evaluation, Integer, Problem, Real, Space, Structure, UserError
 
 from . import actions as act
-from . import model
+from . import model, topology
 from .config import Params
+from .metrics import frame_metrics
 from .power import LV_MAX, PowerPrograms, apply_levels
 
 
@@ -59,10 +63,11 @@ class EntUsrFrameProblem(Problem):
         self.p, self.state, self.label = p, state, label
         nk = p.K + p.Q
         levels = tuple(Real(f"lv_{m}_{j}", 0.0, LV_MAX) for m in range(p.M) for j in range(nk))
+        bounds = topology.frame_bounds(p.topology, p.B)
         self.space = FrameSpace(
-            tuple(Integer(f"fed_{m}_{j}", 0, 1) for m in range(p.M) for j in range(nk))
-            + tuple(Integer(f"bl_{m}", 0, p.B) for m in range(p.M))
-            + tuple(Real(f"pl_{a}", 0.0, 1.0) for a in range(p.MA))
+            tuple(Integer(f"fed_{m}_{j}", *bounds["fed"]) for m in range(p.M) for j in range(nk))
+            + tuple(Integer(f"bl_{m}", *bounds["bl"]) for m in range(p.M))
+            + tuple(Real(f"pl_{a}", *bounds["pl"]) for a in range(p.MA))
             + tuple(Integer(f"grp_{m}", 0, p.R - 1) for m in range(p.M))
             + tuple(Real(f"wl_{a}", 0.0, 1.0) for a in range(p.MA))
             + tuple(Real(f"wf_{a}", 0.0, 1.0) for a in range(p.MA)), optional=levels, defaults=(1.0,) * len(levels))
@@ -84,9 +89,11 @@ class EntUsrFrameProblem(Problem):
     def rule(self, fed: np.ndarray, group: np.ndarray) -> dict:
         """The baselines' decision for classification fed (M, K+Q) and grouping (M,): each CCN keeps
         the share of its subcarriers and of its APs' power that its local services make of all its
-        services, codebook-MRT beams and equal power per service (w = 0.5)."""
+        services, codebook-MRT beams and equal power per service (w = 0.5). Under a restricted
+        topology the classification is the fixed one (`topology.restrict_federation`)."""
         p = self.p
-        n_loc = (~np.asarray(fed, bool)).sum(axis=1)
+        fed = topology.restrict_federation(p.topology, fed)
+        n_loc = (~fed).sum(axis=1)
         x = {f"fed_{m}_{j}": int(fed[m, j]) for m in range(p.M) for j in range(p.K + p.Q)}
         x.update({f"bl_{m}": int(round(p.B * n_loc[m] / (p.K + p.Q))) for m in range(p.M)})
         x.update({f"pl_{a}": float(n_loc[a // p.A] / (p.K + p.Q)) for a in range(p.MA)})
@@ -98,27 +105,32 @@ class EntUsrFrameProblem(Problem):
         """CCN m -> CFN floor(m R / M): R blocks of consecutive (row-major, adjacent) CCNs."""
         return (np.arange(self.p.M) * self.p.R) // self.p.M
 
-    def reference(self) -> dict:
-        """Default topology of `structure()`: the better (USR) of the CCN-only and CFN-only rules."""
+    def reference(self) -> tuple[dict, int]:
+        """Default reference decision of `structure()`, and the evaluations choosing it took: the
+        better (USR) of the rule topologies the topology setting allows (`topology.reference_federations`:
+        CCN-only and CFN-only under ent, else the fixed one), contiguous groups."""
         p = self.p
-        xs = [self.rule(np.zeros((p.M, p.K + p.Q), bool), self.contiguous_groups()),
-              self.rule(np.ones((p.M, p.K + p.Q), bool), self.contiguous_groups())]
-        return max(xs, key=lambda x: self.evaluate(x).objective)
+        xs = [self.rule(np.full((p.M, p.K + p.Q), fed), self.contiguous_groups())
+              for fed in topology.reference_federations(p.topology)]
+        if len(xs) == 1:
+            return xs[0], 0
+        return max(xs, key=lambda x: self.evaluate(x).objective), len(xs)
 
-    def structure(self, reference: Mapping | None = None) -> dict:
+    def structure(self, reference: Mapping | None = None) -> Structure:
         """The power allocation at the topology, sensing weights and beams of `reference` (default:
-        `self.reference()`, whose 2 evaluations are not counted here: `reference_evaluations` says how
-        many a solver should charge): "monotonic_blocks" (`PowerPrograms`: one MonotonicProgram per CCN / CFN
-        block, objectives adding up to the USR), "monotonic" (the joint program, one branch) and
-        "convex_blocks" (the same blocks as ConvexPrograms in the power levels, `power_convex`)."""
-        x = self.space.check(reference if reference is not None else self.reference())
-        spent = 0 if reference is not None else 2  # the two rule evaluations of reference()
+        `self.reference()`, whose evaluations are not counted here: `reference_evaluations` says how
+        many a solver should charge), groups beyond M_max repaired (eq. 52): `monotonic_blocks`
+        (`PowerPrograms.separable`: one MonotonicProgram per CCN / CFN block, objectives adding up
+        to the USR), `monotonic` (the joint program, one branch) and `convex_blocks` (the same blocks
+        as ConvexPrograms in the power levels, `power_convex`)."""
+        x, spent = (reference, 0) if reference is not None else self.reference()
+        x = self.space.check(x)
         if self.cfn_excess(x):
             x = {**x, **{f"grp_{m}": int(g) for m, g in enumerate(act.repair_groups(
                 np.array([[x[f"grp_{m}"] for m in range(self.p.M)]]), self.p)[0])}}
         progs = PowerPrograms(self.p, self.state, x, self.to_decision)
-        progs.reference_evaluations = spent
-        return {"monotonic": [progs.joint()], "monotonic_blocks": progs, "convex_blocks": progs.convex()}
+        return Structure(monotonic=[progs.joint()], monotonic_blocks=progs.separable(spent),
+                         convex_blocks=progs.convex(spent))
 
     # -------------------------------------------------------------- evaluation
     def cfn_excess(self, x: Mapping) -> float:
@@ -131,6 +143,6 @@ class EntUsrFrameProblem(Problem):
         d = self.to_decision(x, repair=False)
         excess = self.cfn_excess(x)
         out = model.evaluate(self.p, self.state, d)
-        metrics = {k: float(out[k][0]) for k in ("usr", "utility", "signaling", "utility_comm", "utility_sense")}
+        metrics = {k: float(v[0]) for k, v in frame_metrics(self.p, out, d).items()}
         return Evaluation(objective=metrics["usr"], feasible=excess == 0,
                           violations={"cfn_size": excess} if excess else {}, metrics=metrics)

@@ -1,9 +1,10 @@
 """PettingZoo ParallelEnv view of one ENT environment (batch 1), for interoperability.
 
-Agents: lcp_m, lpb_m (m < M), fg, fpb_r (r < R). Every `step` plays one stage of the frame
-(LCP; then LPB and FG; then FPB): all live agents send an action, only the current stage's are
-used. An agent's observation is its role's observation (zeros while its stage has not come yet)
-followed by a one-hot of the stage. The frame reward (eq. 75) goes to every agent on the step
+Agents: lcp_m, lpb_m (m < M), fg, fpb_r (r < R), of the roles that act under the task's topology
+setting (`env.roles`). Every `step` plays one stage of the frame (`env.stages`; under ent: LCP; then
+LPB and FG; then FPB): all live agents send an action, only the current stage's are used. An
+agent's observation is its role's observation (zeros while its stage has not come yet) followed by
+a one-hot of the stage. The frame reward (eq. 75) goes to every agent on the step
 that ends a frame; episodes are truncated after `frames_per_episode` frames."""
 from __future__ import annotations
 
@@ -13,9 +14,7 @@ import numpy as np
 from gymnasium import spaces
 from pettingzoo import ParallelEnv
 
-from .env import STAGES, EntUsrEnv
-
-STAGE_OF = {role: i for i, stage in enumerate(STAGES) for role in stage}
+from .env import EntUsrEnv
 
 
 class EntUsrParallelEnv(ParallelEnv):
@@ -24,14 +23,16 @@ class EntUsrParallelEnv(ParallelEnv):
     def __init__(self, task, seed: int | None = None):
         self.task = task
         self.env: EntUsrEnv = task.make_env(1, seed)
+        self.stages = self.env.stages
+        self.stage_of = {role: i for i, stage in enumerate(self.stages) for role in stage}
         self.members = {}  # agent -> (role, index)
         for role, spec in self.env.roles.items():
             for i in range(spec.n_agents):
                 self.members[role if spec.n_agents == 1 and role == "fg" else f"{role}_{i}"] = (role, i)
         self.possible_agents = list(self.members)
         self.agents: list[str] = []
-        self._obs_spaces = {a: spaces.Box(-np.inf, np.inf, (self.env.roles[r].obs_dim + len(STAGES),), np.float32)
-                            for a, (r, _) in self.members.items()}
+        self._obs_spaces = {a: spaces.Box(-np.inf, np.inf, (self.env.roles[r].obs_dim + len(self.stages),),
+                                          np.float32) for a, (r, _) in self.members.items()}
         self._act_spaces = {a: self._action_space(r) for a, (r, _) in self.members.items()}
 
     def _action_space(self, role: str) -> spaces.Dict:
@@ -54,10 +55,11 @@ class EntUsrParallelEnv(ParallelEnv):
         return self._act_spaces[agent]
 
     def _observations(self) -> dict:
-        stage = np.eye(len(STAGES), dtype=np.float32)[min(self.env.stage, len(STAGES) - 1)]
+        n = len(self.stages)
+        stage = np.eye(n, dtype=np.float32)[min(self.env.played, n - 1)]
         cache, out = {}, {}
         for agent, (role, i) in self.members.items():
-            if STAGE_OF[role] <= self.env.stage:
+            if self.stage_of[role] <= self.env.played:
                 if role not in cache:
                     cache[role] = self.env.observe(role)[0]
                 ob = cache[role][i]
@@ -72,7 +74,7 @@ class EntUsrParallelEnv(ParallelEnv):
         return self._observations(), {a: {} for a in self.agents}
 
     def step(self, actions):
-        roles = STAGES[self.env.stage]
+        roles = self.stages[self.env.played]
         batch = {}
         for role in roles:
             spec = self.env.roles[role]
@@ -83,7 +85,7 @@ class EntUsrParallelEnv(ParallelEnv):
         rewards = dict.fromkeys(self.agents, 0.0)
         truncated = dict.fromkeys(self.agents, False)
         infos = {a: {} for a in self.agents}
-        if self.env.stage == len(STAGES):
+        if self.env.played == len(self.stages):
             reward, done, metrics = self.env.end_frame()
             rewards = dict.fromkeys(self.agents, float(reward[0]))
             infos = {a: {k: float(v[0]) for k, v in metrics.items()} for a in self.agents}

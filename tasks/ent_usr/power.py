@@ -37,7 +37,7 @@ from typing import Callable
 
 import numpy as np
 
-from isacbench.api import MonotonicProgram
+from isacbench.api import MonotonicProgram, SeparablePrograms
 
 from . import channels, model, sensing, signaling
 from .config import Params
@@ -137,21 +137,10 @@ class Block:
         return np.concatenate([np.minimum(sat, np.where(np.isfinite(alone), alone, 0.0)), cap[nu:]])
 
 
-@dataclass
-class ConvexBlocks:
-    """Separable ConvexPrograms (objectives add up to the USR) with their start points, the map from
-    one point per block to a frame decision, and the reference decision."""
-
-    programs: list
-    reference: list[np.ndarray]
-    combine: Callable[[list[np.ndarray]], dict]
-    x_ref: dict
-    reference_evaluations: int
-
-
 class PowerPrograms:
-    """The blocks of one frame problem at a reference decision, as MonotonicPrograms (`blocks`,
-    objectives add up to the USR), plus `joint` (all blocks in one program, f = sum, g = max)."""
+    """The blocks of one frame problem at a reference decision: as MonotonicPrograms in SINR space
+    (`separable`, objectives add up to the USR; `joint`, all blocks in one program, f = sum,
+    g = max) and as ConvexPrograms in the power levels (`convex`, `power_convex`)."""
 
     def __init__(self, p: Params, state: model.FrameState, x_ref: dict, to_decision: Callable[[dict], model.Decision]):
         self.p, self.state, self.x_ref = p, state, dict(x_ref)
@@ -164,7 +153,6 @@ class PowerPrograms:
         self.blocks = _blocks(p, self.d_unit, out, state)
         self.programs = [self._program(k) for k in range(len(self.blocks))]
         self.reference = [self._reference_point(b) for b in self.blocks]
-        self.reference_evaluations = 0  # problem evaluations spent choosing x_ref (set by the frame problem)
 
     # ------------------------------------------------------------------ maps
     def levels(self, k: int, y: np.ndarray) -> np.ndarray:
@@ -223,8 +211,14 @@ class PowerPrograms:
         lv = self.lv_ref.ravel()[np.concatenate([b.users, b.targets])]
         return lv / max(1.0, float((b.load @ lv).max(initial=0.0)))
 
-    def convex(self) -> "ConvexBlocks":
-        """The blocks as ConvexPrograms in the power levels (`power_convex`), for SCA solvers."""
+    def separable(self, reference_evaluations: int = 0) -> SeparablePrograms:
+        """The blocks as MonotonicPrograms from the reference decision's points; choosing the
+        reference took `reference_evaluations` problem evaluations."""
+        return SeparablePrograms(self.programs, self.reference, self.x_ref, self.combine, reference_evaluations)
+
+    def convex(self, reference_evaluations: int = 0) -> SeparablePrograms:
+        """The blocks as ConvexPrograms in the power levels (`power_convex`) from the reference
+        decision's levels, scaled into the APs' budgets."""
         from .power_convex import PowerBlockProgram
 
         def program(k: int) -> PowerBlockProgram:
@@ -235,8 +229,8 @@ class PowerPrograms:
             return PowerBlockProgram(self.p, self.blocks[k], self.signaling, self.reference_levels(k), to_decision)
 
         programs = [program(k) for k in range(len(self.blocks))]
-        return ConvexBlocks(programs, [pr.start for pr in programs], self.combine_levels, self.x_ref,
-                            self.reference_evaluations)
+        return SeparablePrograms(programs, [pr.start for pr in programs], self.x_ref, self.combine_levels,
+                                 reference_evaluations)
 
     def _program(self, k: int) -> MonotonicProgram:
         b = self.blocks[k]

@@ -20,7 +20,7 @@ class SgClusterTask(Task):
     @classmethod
     def profiles(cls) -> dict[str, Profile]:
         """P2 at the paper's parameters. Black-box and baseline solvers get 500 evaluations; polyblock
-        and convex what they need to finish their 340 branches; exhaustive a 5-point power grid
+        and convex what they need to finish their 280 branches; exhaustive a 5-point power grid
         (20 x 30 x 5 x 5 points)."""
         grid = "exhaustive[real_points=5]"
         budgets = {grid: Budget(evaluations=15000), "polyblock": Budget(evaluations=20000),

@@ -6,7 +6,7 @@ from typing import Mapping
 
 import numpy as np
 
-from isacbench.api import Evaluation, Integer, MonotonicProgram, Problem, Real, Space
+from isacbench.api import Evaluation, Integer, MonotonicProgram, Problem, Real, Space, Structure
 
 from . import analytic as A
 from . import montecarlo as mc
@@ -111,13 +111,14 @@ class SgClusterProblem(Problem):
                           metrics=m, objectives=objectives)
 
     # ------------------------------------------------------------------ monotonic structure (P2)
-    def structure(self) -> dict:
+    def structure(self) -> Structure:
         """P2 / region scalar objective as monotonic programs, one per (L, N) with a feasible
-        backhaul at p_c = 0 and N <= argmin_N CRLB (larger N are dominated): y = (p_c, p_s); f = rho R(L, p_c) + (1-rho) CRLB(N, p_s)^-1/2 and
-        g = max(p_c + p_s - P^t, R(L, p_c) + e N - C) are increasing in y."""
+        backhaul at p_c = 0 and N <= argmin_N CRLB (larger N are dominated): y = (p_c, p_s);
+        f = rho R(L, p_c) + (1-rho) CRLB(N, p_s)^-1/2 and g = max(p_c + p_s - P^t, R(L, p_c) + e N - C)
+        (eq. 34a, 34c, 41) are increasing in y. P1: none."""
         c = self.cfg
         if c.problem == "P1":
-            return {}
+            return Structure()
         n_hi = c.N_max
         if c.evaluator == "analytic":  # N beyond argmin_N CRLB is dominated: worse CRLB, more backhaul
             n_hi = 1 + int(np.argmin([self.crlb_vec(N, np.array([c.Pt]))[0][0] for N in range(1, c.N_max + 1)]))
@@ -134,4 +135,4 @@ class SgClusterProblem(Problem):
                         y[:, 0] + y[:, 1] - c.Pt, self.rate_vec(L, y[:, 0])[0] + c.e_backhaul * N - c.C_backhaul),
                     to_decision=lambda y, L=L, N=N: {"L": L, "N": N, "p_c": float(y[0]), "p_s": float(y[1])},
                     label=f"L={L},N={N}"))
-        return {"monotonic": progs}
+        return Structure(monotonic=progs)

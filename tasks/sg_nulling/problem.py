@@ -6,7 +6,7 @@ from typing import Mapping
 
 import numpy as np
 
-from isacbench.api import Evaluation, Integer, Problem, Space
+from isacbench.api import Evaluation, Integer, Problem, Space, Structure
 
 from . import analytic, montecarlo
 from .config import SgNullingConfig
@@ -88,10 +88,11 @@ class SgNullingProblem(Problem):
         v = p2_violations(self.config, m, L, Q)
         return Evaluation(objective=m["ase_comm"], feasible=not v, violations=v, metrics=m)
 
-    def structure(self) -> dict:
-        """"convex": the continuous relaxation per Q for SCA with rounding and repair (relaxation.py)."""
+    def structure(self) -> Structure:
+        """The continuous relaxation per Q as convex programs, for SCA with rounding and repair
+        (relaxation.py)."""
         from .relaxation import branches
-        return {"convex": branches(self.config)}
+        return Structure(convex=branches(self.config))
 
 
 def feasible_points(cfg: SgNullingConfig) -> dict[str, np.ndarray]:

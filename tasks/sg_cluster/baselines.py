@@ -9,38 +9,28 @@ from typing import ClassVar
 import numpy as np
 from pydantic import Field
 
-from isacbench.api import Budget, BudgetExhausted, Config, Problem, Solution, Solver, best_or_sample
-from isacbench.tasks.sg_cluster import analytic as A
-from isacbench.tasks.sg_cluster.tradeoff import best_time_sharing
+from isacbench.api import Budget, BudgetedProblem, BudgetExhausted, Config, Solution, Solver, UserError
+
+from . import analytic as A
+from .problem import SgClusterProblem
+from .tradeoff import best_time_sharing
 
 TASKS = frozenset({"sg-cluster"})
 
 
-class _Tracker:
-    """Evaluates through the (budgeted) problem and keeps the best feasible decision."""
-
-    def __init__(self, problem: Problem):
-        self.problem, self.best, self.points = problem, None, []
-
-    def __call__(self, x: dict):
-        ev = self.problem.evaluate(x)
-        self.points.append((x, ev))
-        if ev.feasible and (self.best is None or ev.objective > self.best[0]):
-            self.best = (ev.objective, x)
-        return ev
-
-    def solution(self, rng: np.random.Generator, **info) -> Solution:
-        x = self.best[1] if self.best else (self.points[0][0] if self.points else best_or_sample(self.problem, rng))
-        return Solution(decision=x, info={"evaluations": len(self.points), **info})
+def _inner(problem: BudgetedProblem, solver: str) -> SgClusterProblem:
+    if not isinstance(problem.inner, SgClusterProblem):
+        raise UserError(f"solver {solver!r} needs an sg-cluster problem")
+    return problem.inner
 
 
-def _decision(problem: Problem, L: int, N: int, pc: float, ps: float) -> dict:
+def _decision(problem: SgClusterProblem, L: int, N: int, pc: float, ps: float) -> dict:
     if problem.cfg.problem == "P1":
         return {"L": L}
     return {"L": L, "N": N, "p_c": float(pc), "p_s": float(ps)}
 
 
-def _sensing_only_N(problem: Problem) -> int:
+def _sensing_only_N(problem: SgClusterProblem) -> int:
     """N~*: argmin over N of the CRLB with acceptance (Fig. 5), at any p^s (CRLB is ~ 1/p^s)."""
     cfg = problem.cfg
     crlb = [problem.crlb_vec(N, np.array([cfg.Pt]))[0][0] for N in range(1, cfg.N_max + 1)]
@@ -58,18 +48,18 @@ class ApproxSearch(Solver):
     Config = ApproxSearchConfig
     tasks: ClassVar[frozenset[str]] = TASKS
 
-    def solve(self, problem: Problem, budget: Budget, rng: np.random.Generator) -> Solution:
-        cfg = problem.cfg
+    def solve(self, problem: BudgetedProblem, budget: Budget, rng: np.random.Generator) -> Solution:
+        prob = _inner(problem, self.name)
+        cfg = prob.cfg
         L_star = A.approx_optimal_L(cfg.alpha, cfg.lambda_u / cfg.lambda_b, cfg.psi, cfg.L_max)
-        track = _Tracker(problem)
         pruned = 0
         try:
             if cfg.problem == "P1":
                 for L in range(L_star, 0, -1):  # the largest L <= L~* meeting the backhaul
-                    if track({"L": L}).feasible:
+                    if problem.evaluate({"L": L}).feasible:
                         break
-                return track.solution(rng, L_star=L_star)
-            N_tilde = _sensing_only_N(problem)
+                return Solution(info={"L_star": L_star})
+            N_tilde = _sensing_only_N(prob)
             front: list[tuple[float, float]] = []  # (rate, crlb) of evaluated points
             ps_grid = np.linspace(0.0, cfg.Pt, self.config.power_points)
             for L in range(1, L_star + 1):
@@ -79,19 +69,19 @@ class ApproxSearch(Solver):
                         pruned += 1
                         continue
                     pc = cfg.Pt - ps
-                    rate = float(problem.rate_vec(L, np.array([pc]))[0][0])
+                    rate = float(prob.rate_vec(L, np.array([pc]))[0][0])
                     N = min(N_tilde, int(np.floor((cfg.C_backhaul - rate) / cfg.e_backhaul))
                             if cfg.e_backhaul > 0 else cfg.N_max)
                     if N < 1:
                         continue
-                    m = track(_decision(problem, L, N, pc, ps)).metrics
+                    m = problem.evaluate(_decision(prob, L, N, pc, ps)).metrics
                     dominating = [c for r, c in front if c < m["crlb"] and m["rate"] <= r]
                     if dominating and ps > 0:  # Prop. 3: skip p^s in [ps, ps * crlb'/crlb]
                         skip_below = ps * m["crlb"] / min(dominating)
                     front.append((m["rate"], m["crlb"]))
         except BudgetExhausted:
             pass
-        return track.solution(rng, L_star=L_star, pruned=pruned)
+        return Solution(info={"L_star": L_star, "pruned": pruned})
 
 
 class PowerGridConfig(Config):
@@ -104,18 +94,17 @@ class NonCooperative(Solver):
     Config = PowerGridConfig
     tasks: ClassVar[frozenset[str]] = TASKS
 
-    def solve(self, problem: Problem, budget: Budget, rng: np.random.Generator) -> Solution:
-        cfg = problem.cfg
-        track = _Tracker(problem)
-        try:
-            if cfg.problem == "P1":
-                track({"L": 1})
-            else:
-                for pc in np.linspace(0.0, cfg.Pt, self.config.power_points):
-                    track(_decision(problem, 1, 1, pc, cfg.Pt - pc))
-        except BudgetExhausted:
-            pass
-        return track.solution(rng)
+    def solve(self, problem: BudgetedProblem, budget: Budget, rng: np.random.Generator) -> Solution:
+        prob = _inner(problem, self.name)
+        cfg = prob.cfg
+        if cfg.problem == "P1":
+            problem.evaluate({"L": 1})
+        else:
+            for pc in np.linspace(0.0, cfg.Pt, self.config.power_points):
+                if problem.exhausted:
+                    break
+                problem.evaluate(_decision(prob, 1, 1, pc, cfg.Pt - pc))
+        return Solution()
 
 
 class TimeSharing(Solver):
@@ -124,24 +113,24 @@ class TimeSharing(Solver):
                    "sensing-only corner (p^c = 0, L = 1, best N); returns the better corner")
     tasks: ClassVar[frozenset[str]] = TASKS
 
-    def solve(self, problem: Problem, budget: Budget, rng: np.random.Generator) -> Solution:
-        """A mix is not a point of the decision space, so the decision is the better corner; the best
-        time-shared T^ISAC (rate averaged, Fisher information added over time) is in
-        info["time_sharing"] = {"tau": ..., "t_isac": ...}."""
-        cfg = problem.cfg
-        track = _Tracker(problem)
+    def solve(self, problem: BudgetedProblem, budget: Budget, rng: np.random.Generator) -> Solution:
+        """A mix is not a point of the decision space, so the result is the better corner (the best
+        point evaluated); the best time-shared T^ISAC (rate averaged, Fisher information added over
+        time) is in info["time_sharing"] = {"tau": ..., "t_isac": ...}."""
+        prob = _inner(problem, self.name)
+        cfg = prob.cfg
         corners, info = {}, {}
         try:
-            comm = [track(_decision(problem, L, 1, cfg.Pt, 0.0)) for L in range(1, cfg.L_max + 1)]
+            comm = [problem.evaluate(_decision(prob, L, 1, cfg.Pt, 0.0)) for L in range(1, cfg.L_max + 1)]
             ic = max((i for i, ev in enumerate(comm) if ev.feasible), key=lambda i: comm[i].metrics["rate"], default=0)
-            corners["communication"] = _decision(problem, ic + 1, 1, cfg.Pt, 0.0)
+            corners["communication"] = _decision(prob, ic + 1, 1, cfg.Pt, 0.0)
             if cfg.problem != "P1":
-                sens = [track(_decision(problem, 1, N, 0.0, cfg.Pt)) for N in range(1, cfg.N_max + 1)]
+                sens = [problem.evaluate(_decision(prob, 1, N, 0.0, cfg.Pt)) for N in range(1, cfg.N_max + 1)]
                 js = min((i for i, ev in enumerate(sens) if ev.feasible), key=lambda i: sens[i].metrics["crlb"],
                          default=0)
-                corners["sensing"] = _decision(problem, 1, js + 1, 0.0, cfg.Pt)
+                corners["sensing"] = _decision(prob, 1, js + 1, 0.0, cfg.Pt)
                 tau, value = best_time_sharing(comm[ic].metrics["rate"], sens[js].metrics["crlb"], cfg.rho)
                 info["time_sharing"] = {"tau": tau, "t_isac": value}
         except BudgetExhausted:
             pass
-        return track.solution(rng, corners=corners, **info)
+        return Solution(info={"corners": corners, **info})

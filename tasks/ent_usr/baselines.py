@@ -1,18 +1,24 @@
 """The ENT paper's non-learning baselines (Sec. VI), acting on ent-usr frame problems:
-MRT beams (codebook MRT) and equal power per service, with a fixed topology rule."""
+MRT beams (codebook MRT) and equal power per service, with a fixed topology rule.
+Under a restricted topology setting the rule's classification is the setting's
+(`EntUsrFrameProblem.rule`), e.g. random-mrt with topology=ccn-only keeps every service local."""
 from __future__ import annotations
 
 from typing import ClassVar
 
 import numpy as np
 
-from isacbench.api import Budget, Problem, Solution, Solver, UserError
+from isacbench.api import Budget, BudgetedProblem, Problem, Solution, Solver, UserError
+
+from .frame_problem import EntUsrFrameProblem
 
 
-def _frame_problem(problem: Problem, solver: str):
-    if not hasattr(problem, "rule"):
+def frame_problem(problem: Problem, solver: str) -> EntUsrFrameProblem:
+    """The ent-usr frame problem a solver received (unwrapped from the runner's BudgetedProblem)."""
+    inner = problem.inner if isinstance(problem, BudgetedProblem) else problem
+    if not isinstance(inner, EntUsrFrameProblem):
         raise UserError(f"solver {solver!r} acts on ent-usr frame problems only")
-    return problem
+    return inner
 
 
 class _MRTRule(Solver):
@@ -21,13 +27,13 @@ class _MRTRule(Solver):
 
     federated: ClassVar[bool] = False  # the fixed rule: every service local (CCN-only) or federated (CFN-only)
 
-    def topology(self, prob, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    def topology(self, prob: EntUsrFrameProblem, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """(fed (M, K+Q) bool, group (M,) int): the fixed rule, CCNs grouped into R contiguous CFNs."""
         p = prob.p
         return np.full((p.M, p.K + p.Q), self.federated), prob.contiguous_groups()
 
     def solve(self, problem: Problem, budget: Budget, rng: np.random.Generator) -> Solution:
-        prob = _frame_problem(problem, self.name)
+        prob = frame_problem(problem, self.name)
         fed, group = self.topology(prob, rng)
         return Solution(decision=prob.rule(fed, group))
 
@@ -36,7 +42,7 @@ class RandomMRT(_MRTRule):
     name = "random-mrt"
     description = "Random-MRT (ENT paper): random local/federated classification, random CFN grouping, MRT, equal power"
 
-    def topology(self, prob, rng):
+    def topology(self, prob: EntUsrFrameProblem, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         p = prob.p
         fed = rng.integers(0, 2, size=(p.M, p.K + p.Q)).astype(bool)
         return fed, rng.integers(0, p.R, size=p.M)

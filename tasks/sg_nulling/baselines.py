@@ -3,7 +3,7 @@ v* = K / (M_t - J(Q-1) + 1) of eq. (18) by bisection for each L, round K, and se
 
 For each (J, Q, L) the candidates are floor and ceil of K* = v*(L) (M_t - J(Q-1) + 1), clipped to the
 DoF constraint KL + J(Q-1) + 1 <= M_t (eq. 16a); every candidate is evaluated with the problem's own
-evaluator and the best feasible one is returned. L = 1 comes first (Prop. 1), so a small budget
+evaluator and the runner keeps the best feasible one. L = 1 comes first (Prop. 1), so a small budget
 still covers the likely optimum. The K rule ignores the K-dependence of T_s^ASE (as the paper does).
 """
 from __future__ import annotations
@@ -12,8 +12,10 @@ from typing import ClassVar
 
 import numpy as np
 
-from isacbench.api import Budget, BudgetExhausted, Problem, Solution, Solver, UserError, best_or_sample
-from isacbench.tasks.sg_nulling.analytic import v_star
+from isacbench.api import Budget, BudgetedProblem, Solution, Solver, UserError
+
+from .analytic import v_star
+from .problem import SgNullingProblem
 
 
 def candidates(Mt: int, J_max: int, alpha: float) -> list[dict]:
@@ -40,21 +42,14 @@ class Prop3Search(Solver):
     description = "the paper's method: bisection on v for the relaxed K (eq. 18), rounding, search over J, Q, L"
     tasks: ClassVar[frozenset[str] | None] = frozenset({"sg-nulling"})
 
-    def solve(self, problem: Problem, budget: Budget, rng: np.random.Generator) -> Solution:
-        cfg = getattr(problem, "config", None)
-        if cfg is None or not hasattr(cfg, "J_max"):
+    def solve(self, problem: BudgetedProblem, budget: Budget, rng: np.random.Generator) -> Solution:
+        if not isinstance(problem.inner, SgNullingProblem):
             raise UserError("solver 'prop3-search' needs an sg-nulling problem")
+        cfg = problem.inner.config
         pts = candidates(cfg.Mt, cfg.J_max, cfg.alpha)
-        best, best_x = -np.inf, None
-        evaluated = 0
-        try:
-            for x in pts:
-                ev = problem.evaluate(x)
-                evaluated += 1
-                if ev.feasible and ev.objective > best:
-                    best, best_x = ev.objective, x
-        except BudgetExhausted:
-            pass
-        return Solution(decision=best_x if best_x is not None else best_or_sample(problem, rng),
-                        info={"candidates": len(pts), "evaluated": evaluated,
+        for x in pts:
+            if problem.exhausted:
+                break
+            problem.evaluate(x)
+        return Solution(info={"candidates": len(pts), "evaluated": problem.evaluations,
                               "v_star_L1": v_star(1, cfg.alpha)})

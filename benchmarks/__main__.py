@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import bench_env, bench_evaluators, bench_mappo, bench_solvers
+from . import bench_env, bench_evaluators, bench_mappo, bench_solvers, bench_tracking
 from .common import SCALES, machine
 from .report import render
 
@@ -31,14 +31,19 @@ def main(argv: list[str] | None = None) -> int:
         sections.append(sec)
         print(f"[{name}] {time.perf_counter() - t0:.1f} s", file=sys.stderr)
         for r in sec.results:
-            met = "" if r.met is None else ("  target met" if r.met else "  TARGET NOT MET")
+            met = "" if r.met is None else (f"  (target {r.relation} {r.target:g}: "
+                                            + ("met)" if r.met else "TARGET NOT MET)"))
             print(f"  {r.name}: {r.value:.4g} {r.unit}{met}")
     wall = time.perf_counter() - start
     load_end = " / ".join(f"{v:.2f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
     command = "python -m benchmarks" + {"full": "", "quick": " --quick", "tiny": " --scale tiny"}[scale]
     if args.only != list(BENCHES):
         command += " --only " + " ".join(args.only)
-    args.out.write_text(render(sections, info, scale, command, wall, load_end))
+    text = render(sections, info, scale, command, wall, load_end)
+    old = args.out.read_text() if args.out.exists() else ""
+    if bench_tracking.BEGIN in old:  # keep the tracking load section (`python -m benchmarks.bench_tracking`)
+        text = bench_tracking.splice(text, bench_tracking.BEGIN + old.split(bench_tracking.BEGIN, 1)[1])
+    args.out.write_text(text)
     print(f"wrote {args.out} ({wall:.0f} s)", file=sys.stderr)
     return 0
 

@@ -13,18 +13,109 @@ from contextlib import ExitStack
 from functools import wraps
 from unittest import mock
 
+import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
+from torch import nn
 
 from isacbench.api import Budget, Reporter
 from isacbench.runner import solver_rng
 from isacbench.solvers.mappo import solver as mappo_solver
+from isacbench.solvers.mappo.algorithm import make_optimizer, prepare, update
+from isacbench.solvers.mappo.config import MappoConfig
+from isacbench.solvers.mappo.policy import ActorCritic
+from isacbench.solvers.mappo.rollout import collect
 from isacbench.tasks.ent_usr import EntUsrTask
 
-from .common import Section
+from . import bench_env
+from .common import Section, best_time
 
-SIZES = {"tiny": dict(num_envs=2, updates=1), "quick": dict(num_envs=8, updates=2),
-         "full": dict(num_envs=16, updates=4)}
+# num_envs / updates: the training run (None: the preset's num_envs); parity_envs: rollout of the update
+# benchmark (None: the preset's); paper_updates: updates of the paper-preset run (0: skipped)
+SIZES = {"tiny": dict(num_envs=2, updates=1, parity_envs=2, repeats=1, paper_updates=0),
+         "quick": dict(num_envs=None, updates=2, parity_envs=None, repeats=2, paper_updates=1),
+         "full": dict(num_envs=None, updates=4, parity_envs=None, repeats=5, paper_updates=1)}
 ENV_METHODS = ("reset", "observe", "state", "act", "end_frame")
+TARGET_UPDATE = 1.0  # MAPPO update time / CleanRL-style PPO update time, at most
+TARGET_END_TO_END = 0.5  # MAPPO training frames/s / random-policy env frames/s at the same batch, at least
+CLASSES = 16  # the CleanRL-style policy: independent categoricals of 16 classes (MultiDiscrete)
+
+
+class CleanRLAgent(nn.Module):
+    """CleanRL's ppo.py agent shape: one MLP (Linear -> Tanh) from the observation to the logits of
+    independent categoricals, with as many parameters as `n_params` (output width rounded to CLASSES)."""
+
+    def __init__(self, obs_dim: int, hidden: tuple[int, ...], n_params: int):
+        super().__init__()
+        trunk = sum(a * b + b for a, b in zip((obs_dim, *hidden), hidden))
+        self.n_out = max(CLASSES, round((n_params - trunk) / (hidden[-1] + 1) / CLASSES) * CLASSES)
+        layers, width = [], obs_dim
+        for h in hidden:
+            layers += [nn.Linear(width, h), nn.Tanh()]
+            width = h
+        self.net = nn.Sequential(*layers, nn.Linear(width, self.n_out))
+
+    def log_prob_entropy(self, obs: torch.Tensor, action: torch.Tensor):
+        logits = torch.log_softmax(self.net(obs).unflatten(-1, (self.n_out // CLASSES, CLASSES)), -1)
+        logp = logits.gather(-1, action.unsqueeze(-1)).squeeze(-1).sum(-1)
+        return logp, -(logits.exp() * logits).sum((-2, -1))
+
+
+def cleanrl_update(agent: CleanRLAgent, optimizer, obs, actions, old_logp, adv, epochs: int, minibatches: int,
+                   clip: float, ent_coef: float, max_grad_norm: float) -> None:
+    """CleanRL's PPO update (policy part): shuffled minibatches, clipped surrogate on the joint ratio,
+    entropy bonus, global grad-norm clip, Adam."""
+    n = obs.shape[0]
+    for _ in range(epochs):
+        for idx in torch.tensor_split(torch.randperm(n), min(minibatches, n)):
+            logp, ent = agent.log_prob_entropy(obs[idx], actions[idx])
+            ratio = (logp - old_logp[idx]).exp()
+            a = adv[idx]
+            loss = -torch.min(ratio * a, ratio.clamp(1 - clip, 1 + clip) * a).mean() - ent_coef * ent.mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(agent.parameters(), max_grad_norm)
+            optimizer.step()
+
+
+def update_parity(num_envs: int | None, repeats: int, seed: int = 0) -> dict[str, float]:
+    """Seconds of one MAPPO update (default preset: `hyper.epochs` passes of `hyper.minibatches`) on
+    one collected rollout, and of a CleanRL-style PPO update with the same parameter count, the
+    same number of samples (T*B frames), epochs and minibatches; one torch thread, best of `repeats`
+    interleaved runs of each."""
+    cfg = MappoConfig() if num_envs is None else MappoConfig(num_envs=num_envs)
+    hyper = cfg.hyper()
+    env = EntUsrTask().make_env(hyper.num_envs, seed)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        torch.manual_seed(seed)
+        model = ActorCritic(env.roles, env.state_dim, hyper, env.reference_actions())
+        opt = make_optimizer(model, hyper)  # as the solver
+        data = prepare(model, collect(env, model, seed, torch.device("cpu")), hyper)
+        clip, ent = hyper.clip_start, hyper.ent_start
+        update(model, opt, data, hyper, clip, ent)  # warm-up (allocator, Adam state)
+        n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        n = next(iter(data.values())).log_prob.shape[0]
+        obs_dim = sum(s.n_agents * s.obs_dim for s in env.roles.values())
+        agent = CleanRLAgent(obs_dim, hyper.actor_hidden, n_params)
+        copt = torch.optim.Adam(agent.parameters(), lr=hyper.lr, eps=1e-5)  # as CleanRL's ppo.py
+        obs = torch.randn(n, obs_dim)
+        with torch.no_grad():
+            actions = torch.randint(0, CLASSES, (n, agent.n_out // CLASSES))
+            old_logp = agent.log_prob_entropy(obs, actions)[0]
+        adv = torch.randn(n)
+        args = (obs, actions, old_logp, adv, hyper.epochs, hyper.minibatches, clip, ent, hyper.max_grad_norm)
+        cleanrl_update(agent, copt, *args)
+        t_mappo = t_clean = float("inf")
+        for _ in range(repeats):  # interleaved, so that both sides see the same load; the best of each
+            t_mappo = min(t_mappo, best_time(lambda: update(model, opt, data, hyper, clip, ent), 1))
+            t_clean = min(t_clean, best_time(lambda: cleanrl_update(agent, copt, *args), 1))
+    finally:
+        torch.set_num_threads(threads)
+    return {"mappo": t_mappo, "cleanrl": t_clean, "params": n_params,
+            "cleanrl_params": sum(p.numel() for p in agent.parameters()), "samples": n, "epochs": hyper.epochs,
+            "minibatches": hyper.minibatches, "num_envs": hyper.num_envs}
 
 
 def _timed(fn, totals: dict, key: str):
@@ -38,8 +129,10 @@ def _timed(fn, totals: dict, key: str):
     return wrapper
 
 
-def profile_training(num_envs: int, updates: int, seed: int = 0, device: str = "cpu") -> dict[str, float]:
-    """Train MAPPO for `updates` rollouts of num_envs episodes; seconds per phase and frames."""
+def profile_training(num_envs: int | None, updates: int, seed: int = 0, device: str = "cpu",
+                     preset: str = "default") -> dict[str, float]:
+    """Train MAPPO for `updates` rollouts of num_envs episodes (None: the preset's); seconds per phase
+    and frames."""
     totals: dict[str, float] = defaultdict(float)
     task = EntUsrTask()
     make_env = task.make_env
@@ -50,7 +143,9 @@ def profile_training(num_envs: int, updates: int, seed: int = 0, device: str = "
             setattr(env, name, _timed(getattr(env, name), totals, "env"))
         return env
 
-    solver = mappo_solver.MAPPO({"num_envs": num_envs, "device": device})
+    cfg = {"preset": preset, "device": device} | ({} if num_envs is None else {"num_envs": num_envs})
+    solver = mappo_solver.MAPPO(cfg)
+    num_envs = solver.config.hyper().num_envs
     budget = Budget(frames=updates * num_envs * task.params.frames)
     with ExitStack() as stack:
         for name, key in (("collect", "rollout"), ("prepare", "learner"), ("update", "learner")):
@@ -60,36 +155,86 @@ def profile_training(num_envs: int, updates: int, seed: int = 0, device: str = "
         solver.train(instrumented_env, budget, solver_rng(seed), Reporter())
         totals["total"] = time.perf_counter() - start
     totals["frames"] = float(solver.frames)
+    totals["num_envs"] = float(num_envs)
     return dict(totals)
 
 
 def run(scale: str = "full") -> Section:
+    with threadpool_limits(1):  # one core: numpy's BLAS on one thread, torch on one thread (the solver's)
+        return _run(scale)
+
+
+def _run(scale: str) -> Section:
     cfg = SIZES[scale]
     sec = Section("mappo")
+    frames = EntUsrTask().params.frames
+
+    # ---- learner: one MAPPO update vs a CleanRL-style PPO update of the same size, back to back
+    u = update_parity(cfg["parity_envs"], cfg["repeats"])
+    sec.ratio("MAPPO update / CleanRL-style PPO update", u["mappo"], u["cleanrl"], TARGET_UPDATE,
+              f"{u['mappo']:.3f} s vs {u['cleanrl']:.3f} s; {u['params']:,} vs {u['cleanrl_params']:,} parameters, "
+              f"{u['samples']} samples, {u['epochs']} epochs x {u['minibatches']} minibatches", at_most=True)
+    sec.lines += [f"Learner: one update of the default preset ({u['num_envs']} envs x {frames} frames = {u['samples']} "
+                  f"samples, {u['epochs']} epochs x {u['minibatches']} minibatches, {u['params']:,} parameters in all "
+                  f"actors) takes {u['mappo']:.3f} s; a CleanRL-style PPO update (one Linear-Tanh MLP with the same "
+                  f"hidden widths, {u['cleanrl_params']:,} parameters, independent 16-class categoricals, joint ratio, "
+                  f"the same samples, epochs, minibatches, Adam and grad clip) takes {u['cleanrl']:.3f} s: ratio "
+                  f"{u['mappo'] / u['cleanrl']:.2f} (target <= {TARGET_UPDATE}). One torch thread, best of "
+                  f"{cfg['repeats']}.", ""]
+
+    # ---- end to end: training frames/s vs the random-policy environment at the same batch
     t = profile_training(cfg["num_envs"], cfg["updates"])
+    b = int(t["num_envs"])
+    env_fps, _ = bench_env.batched_fps(EntUsrTask(), b, max(2, frames // 2))
     total, env = t["total"], t["env"]
     policy = t["rollout"] - env  # actor forward passes, sampling, buffer writes inside collect()
     learner = t["learner"]
     other = total - t["rollout"] - learner  # env construction, networks, checkpoints, bookkeeping
     fps = t["frames"] / total
-    sec.figure("MAPPO training frames/s (CPU)", fps, "frames/s",
-               f"{t['frames']:.0f} frames in {total:.2f} s ({cfg['updates']} updates x {cfg['num_envs']} envs)")
+    sec.ratio("MAPPO frames/s / env frames/s", 1.0 / env_fps, 1.0 / fps, TARGET_END_TO_END,
+              f"{fps:.1f} vs {env_fps:.1f} frames/s at B={b} (training: {cfg['updates']} updates; env: random policy)")
+    # what the networks' matrix products alone allow: per frame, one actor forward in the rollout (2 flops
+    # per parameter) and `epochs` forward + backward passes in the learner (6 flops per parameter each)
+    flop_rate = bench_env.machine_rates(1 << 16)["flops"]
+    floor = (2 + 6 * u["epochs"]) * u["params"] / flop_rate
+    bound = (1.0 / env_fps) / (1.0 / env_fps + floor)
+    sec.fraction("MAPPO frames/s / env frames/s, bound from the networks' matmul flops", 1.0 / env_fps,
+                 1.0 / env_fps + floor, None,
+                 f"(2 + 6 x {u['epochs']} epochs) x {u['params']:,} parameters = "
+                 f"{(2 + 6 * u['epochs']) * u['params'] / 1e6:.0f} Mflop per frame at {flop_rate:.3g} flop/s = "
+                 f"{floor * 1e3:.2f} ms vs env {1e3 / env_fps:.2f} ms per frame")
+    sec.figure("MAPPO training frames/s (CPU, default preset)", fps, "frames/s",
+               f"{t['frames']:.0f} frames in {total:.2f} s ({cfg['updates']} updates x {b} envs)")
     sec.figure("MAPPO time share: environment", env / total, "fraction", f"{env:.2f} s of {total:.2f} s")
     sec.figure("MAPPO time share: learner (advantages + PPO epochs)", learner / total, "fraction",
                f"{learner:.2f} s of {total:.2f} s")
-    sec.lines += [f"Default preset, device cpu, {cfg['updates']} updates x {cfg['num_envs']} envs x "
-                  f"{EntUsrTask().params.frames} frames = {t['frames']:.0f} frames in {total:.2f} s: "
-                  f"**{fps:.1f} frames/s**.", "",
+    sec.lines += [f"Default preset, device cpu, {cfg['updates']} updates x {b} envs x {frames} frames = "
+                  f"{t['frames']:.0f} frames in {total:.2f} s: **{fps:.1f} frames/s**; the random-policy environment "
+                  f"alone at the same batch: {env_fps:.1f} frames/s (ratio {fps / env_fps:.2f}, target >= "
+                  f"{TARGET_END_TO_END}). The networks' matrix products alone cost {floor * 1e3:.2f} ms per frame "
+                  f"((2 + 6 x {u['epochs']} epochs) flops per parameter per frame, {u['params']:,} parameters, at this "
+                  f"run's one-core {flop_rate:.3g} flop/s), so even a learner at the matmul floor would reach at most "
+                  f"{bound:.2f} of the environment's frames/s.", "",
                   "| phase | seconds | share |", "|---|---|---|"]
     for name, sec_s in (("environment (reset/observe/state/act/end_frame)", env),
                         ("policy inference in rollouts (actors, sampling, buffers)", policy),
                         ("learner (advantages + PPO epochs)", learner),
                         ("other (env/network construction, bookkeeping)", other)):
         sec.lines.append(f"| {name} | {sec_s:.2f} | {sec_s / total:.1%} |")
-    if torch.cuda.is_available():  # learner on the GPU; the environment stays numpy on the CPU
+    if cfg["paper_updates"]:
+        tp = profile_training(None, cfg["paper_updates"], preset="paper")
+        pfps = tp["frames"] / tp["total"]
+        sec.figure("MAPPO training frames/s (CPU, paper preset)", pfps, "frames/s",
+                   f"{tp['frames']:.0f} frames in {tp['total']:.2f} s ({cfg['paper_updates']} update(s) x "
+                   f"{int(tp['num_envs'])} envs)")
+        sec.lines += ["", f"Paper preset (Table I, Sec. VI networks, learned critics), device cpu: {tp['frames']:.0f} "
+                      f"frames in {tp['total']:.2f} s: **{pfps:.1f} frames/s** (environment "
+                      f"{tp['env'] / tp['total']:.0%}, "
+                      f"learner {tp['learner'] / tp['total']:.0%})."]
+    if torch.cuda.is_available():  # rollouts and learner on the GPU; the environment stays numpy on the CPU
         g = profile_training(cfg["num_envs"], cfg["updates"], device="cuda")
-        sec.figure("MAPPO training frames/s (CUDA learner)", g["frames"] / g["total"], "frames/s",
+        sec.figure("MAPPO training frames/s (CUDA)", g["frames"] / g["total"], "frames/s",
                    f"{torch.cuda.get_device_name(0)}; environment share {g['env'] / g['total']:.1%}")
     else:
-        sec.lines.append("\nNo GPU on this machine: the CUDA learner is not measured.")
+        sec.lines.append("\nNo GPU on this machine: MAPPO on CUDA (`-S device=cuda`) is not measured.")
     return sec

@@ -21,7 +21,7 @@ SCALES = ("tiny", "quick", "full")  # tiny: smoke test; quick: `--quick` (~1 min
 @dataclass
 class Result:
     """One benchmark figure. `value` = numerator / denominator (both measured in this run);
-    `target` is met when value >= target (None: reported only)."""
+    `target` is met when value >= target, or value <= target when `at_most` (None: reported only)."""
 
     bench: str  # module, e.g. "env"
     name: str  # what is measured
@@ -32,12 +32,18 @@ class Result:
     target: float | None = None
     detail: str = ""  # method and raw numbers, one line
     valid: bool = True  # False: a precondition (e.g. equal accuracy) failed, so the target is not met
+    at_most: bool = False  # the target is an upper bound (e.g. a time ratio that should stay <= 1)
 
     @property
     def met(self) -> bool | None:
         if self.target is None:
             return None
-        return bool(self.valid and math.isfinite(self.value) and self.value >= self.target)
+        ok = self.value <= self.target if self.at_most else self.value >= self.target
+        return bool(self.valid and math.isfinite(self.value) and ok)
+
+    @property
+    def relation(self) -> str:
+        return "<=" if self.at_most else ">="
 
 
 @dataclass
@@ -49,14 +55,24 @@ class Section:
     lines: list[str] = field(default_factory=list)
 
     def ratio(self, name: str, baseline_s: float, candidate_s: float, target: float | None = None,
-              detail: str = "", valid: bool = True) -> Result:
-        """Speed-up = baseline time / candidate time for the same work."""
-        r = Result(self.title, name, baseline_s / candidate_s, "x", baseline_s, candidate_s, target, detail, valid)
+              detail: str = "", valid: bool = True, at_most: bool = False) -> Result:
+        """Speed-up = baseline time / candidate time for the same work (at_most: the target is an upper bound)."""
+        r = Result(self.title, name, baseline_s / candidate_s, "x", baseline_s, candidate_s, target, detail, valid,
+                   at_most)
         self.results.append(r)
         return r
 
     def figure(self, name: str, value: float, unit: str, detail: str = "", target: float | None = None) -> Result:
         r = Result(self.title, name, float(value), unit, target=target, detail=detail)
+        self.results.append(r)
+        return r
+
+    def fraction(self, name: str, numerator: float, denominator: float, target: float | None = None,
+                 detail: str = "", at_most: bool = False) -> Result:
+        """A ratio of two same-unit measurements of this run (e.g. ceiling time / measured time,
+        or two throughputs), reported with unit "x"; the target is a lower bound unless at_most."""
+        r = Result(self.title, name, numerator / denominator, "x", numerator, denominator, target, detail,
+                   at_most=at_most)
         self.results.append(r)
         return r
 

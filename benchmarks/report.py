@@ -30,8 +30,8 @@ def render(sections: list[Section], info: dict[str, str], scale: str, command: s
     for s in sections:
         for r in s.results:
             if r.target is not None:
-                met = "yes" if r.met else "**no**" + ("" if r.valid else " (accuracy check failed)")
-                out.append(f"| {r.name} | >= {_fmt(r.target)}{'x' if r.unit == 'x' else ' ' + r.unit} | "
+                met = "yes" if r.met else "**no: TARGET NOT MET**" + ("" if r.valid else " (accuracy check failed)")
+                out.append(f"| {r.name} | {r.relation} {_fmt(r.target)}{'x' if r.unit == 'x' else ' ' + r.unit} | "
                            f"{_value(r)} | {met} |")
     for s in sections:
         out += ["", f"## {s.title}", ""] + s.lines

@@ -186,8 +186,11 @@ class Problem(ABC):
     def evaluate(self, x: Mapping) -> Evaluation:
         """Evaluate decision x (a dict name -> value)."""
 
-    def structure(self) -> "Structure":
-        """Structure a specialized solver can use (monotonic / convex programs); empty by default."""
+    def structure(self, at: Mapping | None = None) -> "Structure":
+        """Structure a specialized solver can use (monotonic / convex programs); empty by default.
+        `at`: a decision whose discrete part (e.g. a topology) fixes the structure of the continuous
+        rest ("the structure of the continuous part with the discrete variables fixed at `at`"); None:
+        the problem's own reference. Problems whose structure does not depend on a decision ignore it."""
         return Structure()
 
 
@@ -254,18 +257,40 @@ class SeparablePrograms:
     reference_decision: dict
     combine: Callable[[list[np.ndarray]], dict]
     reference_evaluations: int = 0
+    #: optional identity of each block (hashable): blocks with equal keys, also from other `at`
+    #: decisions of the same problem, have the same feasible set and objectives equal up to a positive
+    #: factor (so the same maximizers): a solver may reuse a block's solution (topology-search's cache)
+    keys: list | None = None
+
+
+@dataclass
+class DiscreteSearch:
+    """The discrete part of a problem's decision, for solvers that search it and optimize the
+    continuous rest on `Problem.structure(at=decision)` (ent-usr: the topology, i.e. classification,
+    grouping and resource split; the power levels are the convex blocks). `space` holds the search
+    variables (Integer / Categorical, in a parametrization of the problem's choosing), `complete(z)`
+    maps a point of it to a full decision of the problem's space (the problem's rule fills in every
+    other variable), `starts` lists points worth starting a search from (e.g. the rule layouts),
+    `neighbours(z)` the points a local search moves to from z (None: every single-variable change)."""
+
+    space: "Space"
+    complete: Callable[[dict], dict]
+    starts: list[dict] = field(default_factory=list)
+    neighbours: Callable[[dict], list[dict]] | None = None
 
 
 @dataclass
 class Structure:
     """What a problem offers specialized solvers (every field optional):
     `monotonic` branch programs (polyblock, convex), `convex` branch relaxations (convex), and the
-    separable block forms `monotonic_blocks` (polyblock) and `convex_blocks` (convex)."""
+    separable block forms `monotonic_blocks` (polyblock) and `convex_blocks` (convex), and the
+    `discrete` part of the decision a search can enumerate (topology-search)."""
 
     monotonic: list[MonotonicProgram] = field(default_factory=list)
     convex: list[ConvexProgram] = field(default_factory=list)
     monotonic_blocks: SeparablePrograms | None = None
     convex_blocks: SeparablePrograms | None = None
+    discrete: DiscreteSearch | None = None
 
 
 class Incumbent(NamedTuple):
@@ -327,8 +352,8 @@ class BudgetedProblem(Problem):
         self.evaluations += n
         self.trace.extend([self.best.objective if self.best else float("nan")] * n)
 
-    def structure(self) -> Structure:
-        return self.inner.structure()
+    def structure(self, at: Mapping | None = None) -> Structure:
+        return self.inner.structure() if at is None else self.inner.structure(at)
 
 
 # ------------------------------------------------------------------------ budget
@@ -350,23 +375,29 @@ class Budget:
 class Profile:
     """A benchmark protocol of a task: instances (task config overrides), the solvers
     it compares (None: every solver supporting the task), one budget per solver
-    class (`budgets` by solver name, else `budget`), and the solver seeds' default."""
+    class (`budgets` by solver name, else `budget`), and the solver seeds' default (`seeds`, or
+    `solver_seeds` by solver name, e.g. one seed for a deterministic solver)."""
 
     instances: tuple[dict, ...] = ({},)
     budget: Budget = Budget(evaluations=200)
     budgets: dict[str, Budget] = field(default_factory=dict)
     solvers: tuple[str, ...] | None = None
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
+    solver_seeds: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
     def budget_for(self, solver: str) -> Budget:
         return self.budgets.get(solver, self.budget)
 
+    def seeds_for(self, solver: str) -> tuple[int, ...]:
+        return self.solver_seeds.get(solver, self.seeds)
+
 
 # ------------------------------------------------------------------------ config
 class Config(BaseModel):
-    """Base of task and solver configs: unknown keys are errors."""
+    """Base of task and solver configs: unknown keys are errors, and so are inf and nan in float
+    fields (a key that accepts them says so with `Field(allow_inf_nan=True)`)."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class TaskConfig(Config):
@@ -384,7 +415,8 @@ def build_config(cls: type[Config], values: Mapping | None, what: str) -> Config
             raise UserError(f"{what} config: {err['msg'].removeprefix('Value error, ')}") from None
         if err["type"] == "extra_forbidden":
             allowed = ", ".join(cls.model_fields)
-            raise UserError(f"unknown {what} config key {key!r}; allowed: {allowed}") from None
+            raise UserError(f"unknown {what} config key {key!r}; "
+                            + (f"allowed: {allowed}" if allowed else f"{what} has no config keys")) from None
         value = err.get("input")
         raise UserError(f"{what} config {key}={value!r}: {err['msg']}{_field_range(cls, key)}") from None
 
@@ -444,9 +476,10 @@ class Task(ABC):
         """Benchmark profiles by name ('quick', 'paper'); the default is the paper's instance."""
         return {"quick": Profile(budget=cls.default_budget), "paper": Profile(budget=cls.default_budget)}
 
-    def figures(self) -> dict[int, Callable[..., list]]:
-        """Paper figures: number -> fn(out_dir: pathlib.Path, progress: Callable[[float, str], None])
-        that writes a PNG and a CSV into out_dir and returns their paths."""
+    def figures(self) -> dict[int | str, Callable[..., list]]:
+        """Paper figures by number, and the task's own figures by name -> fn(out_dir: pathlib.Path,
+        progress: Callable[[float, str], None]) that writes a PNG and a CSV into out_dir and returns
+        their paths (`isacbench reproduce TASK --figure NUMBER|NAME`)."""
         return {}
 
 
@@ -548,6 +581,11 @@ class Solver(ABC):
         if not (cls.tasks is None or task.name in cls.tasks) or task.kind not in cls.kinds:
             return False
         return task.kind != "sequential" or issubclass(cls, LearningSolver) or task.offers_frame_problems()
+
+    def check(self, task: Task, budget: Budget, tracking_uri: str | None = None) -> None:
+        """Raise UserError for a run this solver cannot do (e.g. a budget below its minimum, a device
+        that is missing, a resume source that does not exist). `runner.prepare` calls it before the
+        run is recorded; `tracking_uri` is the run's store (`Reporter.tracking_uri`). Default: none."""
 
     @abstractmethod
     def solve(self, problem: BudgetedProblem, budget: Budget, rng: np.random.Generator) -> Solution:

@@ -2,14 +2,17 @@
 from __future__ import annotations
 
 import json
+import logging
+import math
 import os
 import sys
-from contextlib import contextmanager
+import time
 from pathlib import Path
-from typing import Iterator, List, Optional
+from typing import List, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -24,15 +27,34 @@ out = Console()
 err = Console(stderr=True)
 
 
+class Notes(logging.Handler):
+    """What isacbench's loggers say (e.g. a budget used in whole rollouts): a `note:` line each, once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: set[str] = set()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        if text not in self.seen:
+            self.seen.add(text)
+            err.print(f"note: {text}", markup=False, highlight=False, soft_wrap=True)
+
+
 def main() -> None:
+    logging.getLogger("isacbench").addHandler(Notes())
+    logging.getLogger("isacbench").propagate = False
     try:
         app(standalone_mode=True)
     except UserError as e:
-        err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         sys.exit(2)
 
 
 # ------------------------------------------------------------------- parsing
+MAX_SEEDS = 10_000  # per command
+
+
 def parse_seeds(seed: Optional[int], seeds: Optional[str]) -> list[int]:
     """--seed N or --seeds '0-4' / '0,2,5'."""
     if seed is not None and seeds is not None:
@@ -40,12 +62,16 @@ def parse_seeds(seed: Optional[int], seeds: Optional[str]) -> list[int]:
     if seeds is None:
         return [0 if seed is None else seed]
     try:
-        out_seeds: list[int] = []
+        ranges = []
         for part in seeds.split(","):
             lo, sep, hi = part.strip().partition("-")
-            out_seeds += list(range(int(lo), int(hi) + 1)) if sep else [int(lo)]
+            ranges.append(range(int(lo), (int(hi) if sep else int(lo)) + 1))
     except ValueError:
         raise UserError(f"--seeds {seeds!r} is not a range like 0-4 or a list like 0,2,5") from None
+    count = sum(max(0, r.stop - r.start) for r in ranges)
+    if count > MAX_SEEDS:
+        raise UserError(f"--seeds {seeds!r} names {count:,} seeds; at most {MAX_SEEDS:,} per command")
+    out_seeds = [s for r in ranges for s in r]
     if not out_seeds or min(out_seeds) < 0:
         raise UserError(f"--seeds {seeds!r} must name at least one seed, all >= 0")
     return out_seeds
@@ -54,8 +80,8 @@ def parse_seeds(seed: Optional[int], seeds: Optional[str]) -> list[int]:
 def make_budget(task: str, solver: str, evals: Optional[int], seconds: Optional[float],
                 frames: Optional[int]) -> Budget | None:
     for name, v in (("--budget-evals", evals), ("--budget-seconds", seconds), ("--budget-frames", frames)):
-        if v is not None and v <= 0:
-            raise UserError(f"{name} {v} must be > 0")
+        if v is not None and not (v > 0 and math.isfinite(v)):
+            raise UserError(f"{name} {v} must be > 0 and finite")
     if evals is None and seconds is None and frames is None:
         return None
     base = registry.load("task", task).budget_for(registry.load("solver", solver).name)
@@ -64,13 +90,44 @@ def make_budget(task: str, solver: str, evals: Optional[int], seconds: Optional[
                   frames=frames if frames is not None else base.frames)
 
 
-@contextmanager
-def progress_bar(enabled: bool = True) -> Iterator[Progress]:
-    bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-                   TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[status]}"),
-                   console=err, disable=not enabled, transient=False)
-    with bar:
-        yield bar
+def out_folder(path: Path) -> None:
+    """Create the --out folder (one error line when it cannot be one)."""
+    if path.exists() and not path.is_dir():
+        raise UserError(f"--out {path} is a file; give a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"--out {path}: cannot create the folder ({e.strerror})") from None
+
+
+class ProgressBar:
+    """One overall progress bar, `bar(fraction, status)`, whose fraction never goes back: a live bar on
+    a terminal; elsewhere (CI, logs, nohup) a plain line at each 10 % step and at least every 30 s."""
+
+    def __init__(self, description: str):
+        self.description, self.done, self.shown = description, 0.0, 0.0
+        self.start = self.shown_at = time.monotonic()
+        self.live = Progress(TextColumn("{task.description}", style="bold", markup=False), BarColumn(),
+                             TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn(), TimeRemainingColumn(),
+                             TextColumn("{task.fields[status]}", markup=False), console=err,
+                             disable=not err.is_terminal)
+        self.task = self.live.add_task(description, total=1.0, status="")
+
+    def __enter__(self) -> "ProgressBar":
+        self.live.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.live.stop()
+
+    def __call__(self, fraction: float, status: str) -> None:
+        self.done = max(self.done, min(fraction, 1.0))
+        self.live.update(self.task, completed=self.done, status=status)
+        now = time.monotonic()
+        if self.live.disable and (int(10 * self.done) > int(10 * self.shown) or now - self.shown_at >= 30):
+            self.shown, self.shown_at = self.done, now
+            err.print(f"{self.description}: {self.done:.0%} after {now - self.start:.0f} s: {status}",
+                      markup=False, highlight=False, soft_wrap=True)
 
 
 # ------------------------------------------------------------------ commands
@@ -95,7 +152,8 @@ def list_cmd() -> None:
         table.add_row(name, *("yes" if s.supports(t) else "-" for t in tasks.values()))
     out.print(table)
     for name, error in {**broken_tasks, **broken_solvers}.items():
-        err.print(f"[yellow]warning:[/] {name!r} is registered but cannot be loaded: {error}", highlight=False)
+        err.print(f"[yellow]warning:[/] {escape(f'{name!r} is registered but cannot be loaded: {error}')}",
+                  highlight=False)
 
 
 @app.command()
@@ -125,20 +183,18 @@ def run(task: str = typer.Option(..., "--task", "-t", help="task name or module:
         scfg["device"] = device
     specs = [RunSpec(task, solver, s, parse_pairs(config, "--config"), scfg,
                      make_budget(task, solver, budget_evals, budget_seconds, budget_frames)) for s in seed_list]
-    prepare(specs[0])  # validate everything before anything is recorded
+    prepare(specs[0], tracking_uri)  # validate everything before anything is recorded
     tracker = None if no_track else Tracker(tracking_uri)
+    if tracker:
+        report_reaped(tracker)
     results = []
-    with progress_bar() as bar:
-        overall = bar.add_task(f"{task} x {solver}", total=len(specs), status="")
-        for spec in specs:
-            current = bar.add_task(f"  seed {spec.seed}", total=1.0, status="")
-
-            def progress(fraction: float, text: str, _t=current) -> None:
-                bar.update(_t, completed=min(max(fraction, 0.0), 1.0), status=text)
+    with ProgressBar(f"{task} x {solver}") as bar:
+        for i, spec in enumerate(specs):
+            def progress(fraction: float, text: str, _i=i, _seed=spec.seed) -> None:
+                bar((_i + min(max(fraction, 0.0), 1.0)) / len(specs), f"seed {_seed}: {text}")
 
             r = run_one(spec, tracker, progress, tracking_uri)
-            bar.update(current, completed=1.0, status=f"objective {r.objective:.5g}")
-            bar.advance(overall)
+            bar((i + 1) / len(specs), f"seed {spec.seed}: objective {r.objective:.5g}")
             results.append(r)
             if as_json:
                 out.print_json(json.dumps(plain(r.to_json())), indent=None)
@@ -146,14 +202,25 @@ def run(task: str = typer.Option(..., "--task", "-t", help="task name or module:
         _print_results(results)
 
 
+def report_reaped(tracker) -> None:
+    """Runs a killed process left RUNNING in this store are marked KILLED (`runner.reap`): a line each."""
+    from .runner import reap
+
+    for line in reap(tracker):
+        err.print(f"note: {line}", markup=False, highlight=False, soft_wrap=True)
+
+
 def _print_results(results) -> None:
     table = Table(title=f"{results[0].task} x {results[0].solver}")
-    for col in ("seed", "objective", "feasible", "evaluations", "wall s", "bound", "run id"):
+    for col in ("seed", "objective", "feasible", "evaluations", "wall s", "bound"):
         table.add_column(col)
     for r in results:
         table.add_row(str(r.seed), f"{r.objective:.6g}", "yes" if r.feasible else "NO", str(r.evaluations),
-                      f"{r.wall_s:.2f}", "-" if r.bound is None else f"{r.bound:.6g}", r.run_id or "-")
+                      f"{r.wall_s:.2f}", "-" if r.bound is None else f"{r.bound:.6g}")
     out.print(table)
+    for r in results:  # in full on a line of their own (a table column would cut them on narrow terminals)
+        if r.run_id:
+            out.print(f"seed {r.seed}: run id {r.run_id}", highlight=False, soft_wrap=True)
     last = results[-1]
     out.print("decision: " + json.dumps(plain(last.decision)), highlight=False)
     if last.metrics:
@@ -180,19 +247,17 @@ def sweep(task: List[str] = typer.Option(..., "--task", "-t", help="task(s), rep
         raise UserError(f"--executor {executor!r} is not one of: local, ray")
     if workers < 1:
         raise UserError(f"--workers {workers} must be >= 1")
-    specs = sw.plan(task, solver, parse_seeds(None, seeds) if seeds else None, profile)
+    specs = sw.plan(task, solver, parse_seeds(None, seeds) if seeds else None, profile, tracking_uri)
     tracker = Tracker(tracking_uri)
-    with progress_bar() as bar:
-        t = bar.add_task(f"sweep {profile}", total=max(len(specs), 1), status="")
-
-        def progress(i: int, n: int, text: str) -> None:
-            bar.update(t, total=max(n, 1), completed=i, status=text)
-
-        report = sw.sweep(specs, tracker, profile, executor, workers, address, progress)
+    report_reaped(tracker)
+    with ProgressBar(f"sweep {profile}") as bar:
+        report = sw.sweep(specs, tracker, profile, executor, workers, address,
+                          lambda i, n, text: bar(i / n if n else 1.0, text))
     out.print(f"{len(report.done)} finished, {len(report.skipped)} skipped (already finished), "
               f"{len(report.failed)} failed", highlight=False)
     for spec, error in report.failed:
-        err.print(f"FAILED {spec.task} {spec.solver} seed {spec.seed}: {error}", highlight=False)
+        err.print(escape(f"FAILED {spec.task} {spec.solver} seed {spec.seed}: {error}"), highlight=False,
+                  soft_wrap=True)
     if report.failed:
         raise typer.Exit(1)
 
@@ -227,13 +292,16 @@ def leaderboard(task: Optional[List[str]] = typer.Option(None, "--task", "-t", h
     from . import leaderboard as lb
     from .tracking import Tracker
 
-    tracker = Tracker(tracking_uri)
+    out_folder(out_dir)
+    tracker = Tracker(tracking_uri, write=False)
     names = task or registry.names("task")
     for name in names:
         cls = registry.load("task", name)
         sweeps = [f"isacbench sweep --task {cls.name} --profile {p} && " for p in lb.sweep_profiles(tracker, cls.name)]
         command = "".join(sweeps) + f"isacbench leaderboard --task {cls.name} --out {out_dir}"
-        paths = lb.write(tracker, cls.name, out_dir, cls.leaderboard_metrics, command, cls.leaderboard_curves)
+        paths = lb.write(tracker, cls.name, out_dir, cls.leaderboard_metrics, command, cls.leaderboard_curves,
+                         lambda why: err.print(escape(f"warning: skipped malformed run {why}"), highlight=False,
+                                               soft_wrap=True))
         out.print(f"{cls.name}: " + (", ".join(map(str, paths)) if paths else "no finished runs"), highlight=False)
 
 
@@ -241,9 +309,11 @@ def leaderboard(task: Optional[List[str]] = typer.Option(None, "--task", "-t", h
 def ui(port: int = typer.Option(5000, "--port"),
        tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri")) -> None:
     """Open the MLflow UI on 127.0.0.1 over the same store."""
-    from .tracking import resolve_uri
+    from .tracking import Tracker
 
-    uri = resolve_uri(tracking_uri)
+    if not 1 <= port <= 65535:
+        raise UserError(f"--port {port} is not a TCP port (1-65535)")
+    uri = Tracker(tracking_uri, write=False).uri
     if uri.startswith(("http://", "https://")):
         out.print(f"the store is already served: open {uri}")
         return
@@ -256,19 +326,20 @@ def ui(port: int = typer.Option(5000, "--port"),
 
 @app.command()
 def reproduce(task: str = typer.Argument(..., help="task name"),
-              figure: int = typer.Option(..., "--figure", "-f", help="figure number in the task's paper"),
+              figure: str = typer.Option(..., "--figure", "-f",
+                                         help="figure number in the task's paper, or the name of a task figure"),
               out_dir: Path = typer.Option(Path("figures"), "--out"),
               config: List[str] = typer.Option([], "--config", "-c", help="task config KEY=VALUE")) -> None:
     """Reproduce a paper figure: writes PNG + CSV into --out."""
     task_obj = registry.load("task", task)(parse_pairs(config, "--config"))
     figures = task_obj.figures()
+    figure = int(figure) if figure.isdigit() else figure  # paper figures by number, the task's own by name
     if figure not in figures:
         raise UserError(f"task {task_obj.name!r} has no figure {figure}; available: "
-                        f"{', '.join(map(str, sorted(figures))) or 'none'}")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with progress_bar() as bar:
-        t = bar.add_task(f"{task_obj.name} figure {figure}", total=1.0, status="")
-        paths = figures[figure](out_dir, lambda f, s: bar.update(t, completed=f, status=s))
-        bar.update(t, completed=1.0, status="done")
+                        f"{', '.join(sorted(map(str, figures))) or 'none'}")
+    out_folder(out_dir)
+    with ProgressBar(f"{task_obj.name} figure {figure}") as bar:
+        paths = figures[figure](out_dir, bar)
+        bar(1.0, "done")
     for p in paths:
         out.print(str(p), highlight=False)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import zlib
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -17,6 +18,7 @@ import pandas as pd
 from .tracking import TAG, Tracker
 
 BOOTSTRAP_SAMPLES = 2000
+REQUIRED_METRICS = ("objective", "feasible", "wall_s")
 
 
 def sweep_profiles(tracker: Tracker, task: str) -> list[str]:
@@ -24,12 +26,19 @@ def sweep_profiles(tracker: Tracker, task: str) -> list[str]:
     return sorted({r.data.tags[TAG + "sweep"] for r in tracker.runs(task, f"tags.`{TAG}sweep` != ''")})
 
 
-def runs_frame(tracker: Tracker, task: str) -> pd.DataFrame:
-    """One row per FINISHED run of `task`: ids, seed, objective, feasibility, bound, metrics."""
+def runs_frame(tracker: Tracker, task: str, skip: Callable[[str], None] = lambda why: None) -> pd.DataFrame:
+    """One row per FINISHED run of `task`: ids, seed, objective, feasibility, bound, metrics. A
+    malformed run (a required metric missing or not finite, a seed tag that is not an integer) is
+    left out, and `skip` gets one line saying why."""
     rows = []
     for run in tracker.runs(task, "attributes.status = 'FINISHED'"):
         t, m = run.data.tags, run.data.metrics
         if TAG + "seed" not in t:  # sweep parent runs
+            continue
+        missing = [k for k in REQUIRED_METRICS if not np.isfinite(m.get(k, np.nan))]
+        if missing or not t[TAG + "seed"].isdigit():
+            skip(f"{run.info.run_id} ({run.info.run_name}): " + (
+                f"no finite {', '.join(missing)} metric" if missing else f"seed tag {t[TAG + 'seed']!r}"))
             continue
         rows.append({"run_id": run.info.run_id, "instance": t.get(TAG + "instance", "?"),
                      "solver": t.get(TAG + "variant", t.get(TAG + "solver", "?")), "seed": int(t[TAG + "seed"]),
@@ -63,7 +72,7 @@ def summarize(runs: pd.DataFrame, metrics: tuple[str, ...] = (), seed: int = 0) 
             reference, ref_kind = float("nan"), "none"
         for (solver, budget), g in inst_runs.groupby(["solver", "budget"], sort=True):
             ok = g[g["feasible"] > 0.5]
-            obj = ok["objective"].to_numpy(dtype=float)
+            obj = np.sort(ok["objective"].to_numpy(dtype=float))  # sorted: the CI does not depend on run order
             mean = float(obj.mean()) if len(obj) else float("nan")
             # one stream per row: a row's CI does not change when other solvers' runs are added
             rng = np.random.default_rng([seed, zlib.crc32(f"{inst}|{solver}|{budget}".encode())])
@@ -93,10 +102,11 @@ def instance_labels(runs: pd.DataFrame) -> dict[str, str]:
 
 
 def write(tracker: Tracker, task: str, out_dir: Path, metrics: tuple[str, ...] = (),
-          command: str | None = None, curves: tuple[str, ...] = ()) -> list[Path]:
+          command: str | None = None, curves: tuple[str, ...] = (),
+          skip: Callable[[str], None] = lambda why: None) -> list[Path]:
     """Write leaderboards/<task>.md, .csv and .png (and <task>-curves.png when the runs log
-    `curves`); returns the paths (empty when no runs)."""
-    runs = runs_frame(tracker, task)
+    `curves`); returns the paths (empty when no runs). Malformed runs are reported to `skip`."""
+    runs = runs_frame(tracker, task, skip)
     table = summarize(runs, metrics)
     if table.empty:
         return []

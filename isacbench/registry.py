@@ -2,8 +2,9 @@
 or a `package.module:Class` spec that needs no packaging."""
 from __future__ import annotations
 
+import functools
 import importlib
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 
 from .api import Solver, Task, UserError
 
@@ -11,21 +12,30 @@ GROUPS = {"task": "isacbench.tasks", "solver": "isacbench.solvers"}
 BASES = {"task": Task, "solver": Solver}
 
 
+@functools.lru_cache(maxsize=None)
+def _entry_points(group: str) -> tuple[EntryPoint, ...]:
+    """The group's entry points, read once per process (a scan of every installed distribution's
+    metadata costs tens of ms; a sweep loads its task and solver several times per run)."""
+    return tuple(entry_points(group=group))
+
+
 def names(kind: str) -> list[str]:
     """Registered names of `kind` ('task' or 'solver'), sorted."""
-    return sorted({ep.name for ep in entry_points(group=GROUPS[kind])})
+    return sorted({ep.name for ep in _entry_points(GROUPS[kind])})
 
 
 def load(kind: str, name: str) -> type:
     """The class registered as `name`, or the class a 'module:Class' spec names."""
     if ":" in name:
         module, _, attr = name.partition(":")
+        if not (module and attr) or module.startswith("."):
+            raise UserError(f"{kind} {name!r} is not of the form module:Class; registered: {', '.join(names(kind))}")
         try:
             cls = getattr(importlib.import_module(module), attr)
         except (ImportError, AttributeError) as e:
             raise UserError(f"cannot load {kind} {name!r}: {e}") from None
     else:
-        eps = [ep for ep in entry_points(group=GROUPS[kind]) if ep.name == name]
+        eps = [ep for ep in _entry_points(GROUPS[kind]) if ep.name == name]
         if not eps:
             raise UserError(f"unknown {kind} {name!r}; available: {', '.join(names(kind))}")
         cls = eps[0].load()

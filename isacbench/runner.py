@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import math
+import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable, Mapping
 
 import numpy as np
@@ -13,9 +15,10 @@ import numpy as np
 from . import episodes, registry
 from .api import (Budget, BudgetedProblem, BudgetExhausted, Evaluation, LearningSolver, Problem, Reporter,
                   SequentialTask, Solver, Task, UserError, variant_label)
-from .tracking import TAG, Tracker, instance_id, plain_entries
+from .tracking import TAG, Tracker, instance_id, pid_alive, plain_entries
 
 BOUND_TOLERANCE = 1e-9
+TRAINING_SHARE = 0.9  # of a learning solver's progress scale; its evaluation episodes are the rest
 
 
 @dataclass
@@ -55,7 +58,15 @@ class RunSpec:
     budget: Budget | None = None
 
 
-def prepare(spec: RunSpec) -> tuple[Task, Solver, Budget]:
+def prepare(spec: RunSpec, tracking_uri: str | None = None) -> tuple[Task, Solver, Budget]:
+    """`build`, then the solver's own checks (`Solver.check`) against the store `tracking_uri`:
+    every user error is raised (UserError) before anything is recorded."""
+    task, solver, budget = build(spec)
+    solver.check(task, budget, tracking_uri)
+    return task, solver, budget
+
+
+def build(spec: RunSpec) -> tuple[Task, Solver, Budget]:
     """Load and validate task, solver, configs, pairing and budget (raises UserError)."""
     task_cls = registry.load("task", spec.task)
     solver_cls = registry.load("solver", spec.solver)
@@ -89,14 +100,16 @@ class Solved:
 def solve_problem(problem: Problem, solver: Solver, budget: Budget, rng: np.random.Generator) -> Solved:
     """Solve one static problem within `budget`: the solver gets a BudgetedProblem; a solver that
     runs out of budget, or returns no decision, gets the best feasible point it evaluated; the
-    decision is checked against the space, re-evaluated (never trusting the solver's score), and
-    a claimed upper bound below its own feasible value is rejected."""
+    decision is checked against the space, re-evaluated (never trusting the solver's score), a
+    claimed upper bound below its own feasible value is rejected, and a NaN or +inf one dropped."""
     budgeted = BudgetedProblem(problem, budget)
     try:
         solution = solver.solve(budgeted, budget, rng)
         decision, bound, info = solution.decision, solution.bound, dict(solution.info)
     except BudgetExhausted:
         decision, bound, info = None, None, {"stop": "exceeded budget"}
+    if bound is not None and (math.isnan(bound) or bound == math.inf):  # proves nothing: no bound
+        bound = None
     if decision is None:
         decision = dict(budgeted.best.decision) if budgeted.best else problem.space.sample(rng)
     if not isinstance(decision, Mapping):
@@ -119,9 +132,12 @@ def execute(task: Task, solver: Solver, budget: Budget, seed: int, reporter: Rep
     reporter = reporter or Reporter()
     rng = solver_rng(seed)
     if isinstance(task, SequentialTask):
-        if isinstance(solver, LearningSolver):
-            policy = solver.train(task.make_env, budget, rng, reporter)
-            return episodes.play_policy(task, policy, reporter.progress)
+        if isinstance(solver, LearningSolver):  # two phases of one progress scale
+            progress = reporter.progress
+            training = replace(reporter, progress=lambda f, text: progress(TRAINING_SHARE * f, "training: " + text))
+            policy = solver.train(task.make_env, budget, rng, training)
+            return episodes.play_policy(task, policy, lambda f, text: progress(
+                TRAINING_SHARE + (1 - TRAINING_SHARE) * f, "evaluation: " + text))
         return episodes.play_per_frame(task, lambda p, b: solve_problem(p, solver, b, rng), budget,
                                        reporter.progress)
     return solve_problem(task.problem(), solver, budget, rng)
@@ -171,10 +187,10 @@ def compute(spec: RunSpec, progress: Callable[[float, str], None] | None = None,
     """Solve and re-evaluate one spec, without writing to the store. Step metrics go to
     `log_metrics` when given, else they are kept in the result; artifact files are returned as bytes.
     `tracking_uri` is the store the solver may read (`Reporter.tracking_uri`, e.g. resume=RUN_ID)."""
-    task, solver, budget = prepare(spec)
+    task, solver, budget = build(spec)
     _, tags = run_tags(spec, task, solver, budget)
     buffered: list[tuple[dict, int]] = []
-    with tempfile.TemporaryDirectory(prefix="isacbench-") as artifacts:
+    with tempfile.TemporaryDirectory(prefix=f"isacbench-{os.getpid()}-{run_id or 'job'}-") as artifacts:
         reporter = Reporter(progress=progress or (lambda f, t: None),
                             log_metrics=log_metrics or (lambda m, s: buffered.append((dict(m), s))),
                             artifact_dir=artifacts, run_id=run_id, tracking_uri=tracking_uri)
@@ -187,6 +203,9 @@ def compute(spec: RunSpec, progress: Callable[[float, str], None] | None = None,
         wall = time.perf_counter() - start
         files = _read_files(artifacts)
     ev = solved.evaluation
+    if not math.isfinite(ev.objective):
+        raise RuntimeError(f"the objective of {solver.variant!r} on {task.name!r} is {ev.objective}, "
+                           f"not a finite number: the run has no result")
     result = RunResult(task=task.name, solver=solver.name, seed=spec.seed, objective=float(ev.objective),
                        feasible=bool(ev.feasible), violations=dict(ev.violations),
                        metrics={k: float(v) for k, v in ev.metrics.items()}, decision=solved.decision,
@@ -198,7 +217,7 @@ def compute(spec: RunSpec, progress: Callable[[float, str], None] | None = None,
 
 
 def start_run(tracker: Tracker, spec: RunSpec, parent_run_id: str | None = None) -> str:
-    task, solver, budget = prepare(spec)
+    task, solver, budget = build(spec)
     params, tags = run_tags(spec, task, solver, budget)
     if parent_run_id:
         tags["mlflow.parentRunId"] = parent_run_id
@@ -209,7 +228,7 @@ def run(spec: RunSpec, tracker: Tracker | None = None, progress: Callable[[float
         tracking_uri: str | None = None) -> RunResult:
     """Run one spec; with a tracker, record it as one MLflow run (FAILED on error, never a result).
     The solver reads the tracker's store, else `tracking_uri` (see `compute`)."""
-    prepare(spec)
+    prepare(spec, tracker.uri if tracker else tracking_uri)
     if tracker is None:
         return compute(spec, progress, tracking_uri=tracking_uri).result
     run_id = start_run(tracker, spec)
@@ -225,8 +244,31 @@ def run(spec: RunSpec, tracker: Tracker | None = None, progress: Callable[[float
 def fail(tracker: Tracker, run_id: str, error: BaseException) -> None:
     """Mark a run FAILED (KILLED on Ctrl-C) with the error, keeping its artifact files."""
     tracker.log_files(run_id, getattr(error, "artifacts", {}))
-    status = "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"
-    tracker.finish(run_id, status, error=f"{type(error).__name__}: {error}")
+    tracker.finish(run_id, _status(error), error=f"{type(error).__name__}: {error}")
+
+
+def _status(error: BaseException) -> str:
+    return "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"
+
+
+def reap(tracker: Tracker) -> list[str]:
+    """Runs left RUNNING by a process of this host that is gone (kill -9) become KILLED, with the files
+    its solver had written (checkpoints) logged from the process's scratch folder (`compute`), and
+    the scratch folders of gone processes are removed. Returns one line per run."""
+    scratch = Path(tempfile.gettempdir())
+    lines = []
+    for r in tracker.orphans():
+        run_id, pid = r.info.run_id, r.data.tags[TAG + "pid"]
+        files = {k: v for d in scratch.glob(f"isacbench-{pid}-{run_id}-*") for k, v in _read_files(d).items()}
+        tracker.log_files(run_id, files)
+        tracker.finish(run_id, "KILLED", error=f"process {pid} ended (killed) before it finished the run")
+        lines.append(f"run {run_id} ({r.info.run_name}) was left RUNNING by process {pid}, which is gone: "
+                     f"marked KILLED" + (f"; its files are now its artifacts: {', '.join(files)}" if files else ""))
+    for d in scratch.glob("isacbench-*-*-*"):
+        pid = d.name.split("-")[1]
+        if pid.isdigit() and not pid_alive(int(pid)):
+            shutil.rmtree(d, ignore_errors=True)
+    return lines
 
 
 def record(tracker: Tracker, run_id: str, done: Completed) -> None:
@@ -259,7 +301,7 @@ def record(tracker: Tracker, run_id: str, done: Completed) -> None:
                                                  "solver_config": done.solver_config,
                                                  "budget": r.budget, "instance": r.instance})
     except BaseException as e:
-        tracker.finish(run_id, "FAILED", error=f"recording failed: {type(e).__name__}: {e}")
+        tracker.finish(run_id, _status(e), error=f"recording failed: {type(e).__name__}: {e}")
         raise
     tracker.finish(run_id, "FINISHED")
 

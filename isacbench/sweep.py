@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import socket
+import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -18,10 +20,11 @@ from typing import Callable, Iterable, Iterator
 from . import registry
 from .api import UserError
 from .config_args import parse_pairs
-from .runner import Completed, RunSpec, compute, fail, prepare, record, run_tags, start_run
-from .tracking import TAG, Tracker
+from .runner import Completed, RunSpec, build, compute, fail, prepare, record, run_tags, start_run
+from .tracking import TAG, Tracker, environment_tags
 
 Key = tuple[str, str, str, int, str]
+RAY_CONNECT_TIMEOUT = 5.0  # seconds
 
 
 @dataclass
@@ -32,8 +35,9 @@ class SweepReport:
 
 
 def plan(tasks: Iterable[str], solvers: Iterable[str] | None, seeds: Iterable[int] | None,
-         profile: str) -> list[RunSpec]:
-    """Expand a sweep into validated run specs (raises UserError before anything runs)."""
+         profile: str, tracking_uri: str | None = None) -> list[RunSpec]:
+    """Expand a sweep into validated run specs (raises UserError before anything runs); the
+    solvers' checks read the store `tracking_uri` (see `runner.prepare`)."""
     specs = []
     for task_name in tasks:
         task_cls = registry.load("task", task_name)
@@ -51,11 +55,11 @@ def plan(tasks: Iterable[str], solvers: Iterable[str] | None, seeds: Iterable[in
             task_settings = {k: v for k, v in settings.items() if k in task_cls.setting_keys}
             solver_config = {k: v for k, v in settings.items() if k not in task_cls.setting_keys}
             for instance in prof.instances:
-                for seed in (list(seeds) if seeds is not None else prof.seeds):
+                for seed in (list(seeds) if seeds is not None else prof.seeds_for(entry)):
                     specs.append(RunSpec(task_name, solver, seed, {**instance, **task_settings}, solver_config,
                                          prof.budget_for(entry) if entry in prof.budgets else prof.budget_for(solver)))
     for spec in specs:
-        prepare(spec)
+        prepare(spec, tracking_uri)
     return specs
 
 
@@ -76,7 +80,7 @@ def task_name(spec: RunSpec) -> str:
 
 
 def key(spec: RunSpec) -> Key:
-    task, solver, budget = prepare(spec)
+    task, solver, budget = build(spec)
     _, tags = run_tags(spec, task, solver, budget)
     return task.name, tags[TAG + "instance"], solver.variant, spec.seed, budget.label()
 
@@ -95,6 +99,17 @@ def _compute_job(spec: RunSpec, tracking_uri: str | None) -> Completed:
     return compute(spec, tracking_uri=tracking_uri)
 
 
+def _exit_with_parent(parent: int) -> None:
+    """Pool worker initializer: a daemon thread ends the worker once the sweep process `parent` is
+    gone (even by kill -9, which no handler of the parent sees), checking once a second."""
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="isacbench-parent-watch", daemon=True).start()
+
+
 def local_executor(specs: list[RunSpec], workers: int, tracking_uri: str | None = None
                    ) -> Iterator[tuple[RunSpec, Completed | BaseException]]:
     """Yield (spec, result or error) as runs complete, in a process pool (inline for 1 worker);
@@ -108,7 +123,8 @@ def local_executor(specs: list[RunSpec], workers: int, tracking_uri: str | None 
         return
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # one core per worker
     ctx = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_exit_with_parent,
+                               initargs=(os.getpid(),))
     try:
         pending: dict[Future, RunSpec] = {pool.submit(_compute_job, s, tracking_uri): s for s in specs}
         while pending:
@@ -124,13 +140,9 @@ def local_executor(specs: list[RunSpec], workers: int, tracking_uri: str | None 
 def ray_executor(specs: list[RunSpec], workers: int, address: str | None, tracking_uri: str | None = None
                  ) -> Iterator[tuple[RunSpec, Completed | BaseException]]:
     """The same jobs as Ray tasks, on a cluster at `address` or a local Ray instance."""
-    try:
-        import ray
-    except ImportError:
-        raise UserError("the ray executor needs Ray: pip install 'isacbench[ray]'") from None
-    if not ray.is_initialized():
-        kwargs = {"address": address} if address else {"num_cpus": max(workers, 1)}
-        ray.init(include_dashboard=False, ignore_reinit_error=True, log_to_driver=False, **kwargs)
+    ray_connect(address, workers)
+    import ray
+
     remote = ray.remote(num_cpus=1)(_compute_job)
     pending = {remote.remote(s, tracking_uri): s for s in specs}
     try:
@@ -147,6 +159,31 @@ def ray_executor(specs: list[RunSpec], workers: int, address: str | None, tracki
             ray.cancel(ref, force=True)
 
 
+def ray_connect(address: str | None, workers: int) -> None:
+    """Import Ray and join the cluster at `address` (else start a local instance of `workers` CPUs).
+    A cluster that does not answer is one error line within seconds (ray.init itself waits long)."""
+    try:
+        import ray
+    except ImportError:
+        raise UserError("the ray executor needs Ray: pip install 'isacbench[ray]'") from None
+    if ray.is_initialized():
+        return
+    if address and address not in ("auto", "local"):
+        host, sep, port = address.removeprefix("ray://").rpartition(":")
+        if not (sep and host and port.isdigit()):
+            raise UserError(f"--address {address!r} is not HOST:PORT, ray://HOST:PORT or auto")
+        try:
+            socket.create_connection((host, int(port)), timeout=RAY_CONNECT_TIMEOUT).close()
+        except OSError as e:
+            raise UserError(f"--address {address!r}: no Ray cluster answers there ({e.strerror or e}); start one "
+                            f"with `ray start --head`, or omit --address for a local Ray instance") from None
+    kwargs = {"address": address} if address else {"num_cpus": max(workers, 1)}
+    try:
+        ray.init(include_dashboard=False, ignore_reinit_error=True, log_to_driver=False, **kwargs)
+    except ConnectionError as e:
+        raise UserError(f"--address {address!r}: {str(e).strip().splitlines()[0]}") from None
+
+
 def sweep(specs: list[RunSpec], tracker: Tracker, profile: str, executor: str = "local", workers: int = 1,
           address: str | None = None, progress: Callable[[int, int, str], None] | None = None) -> SweepReport:
     """Run the specs not yet FINISHED in the store and record each result as it arrives."""
@@ -157,11 +194,13 @@ def sweep(specs: list[RunSpec], tracker: Tracker, profile: str, executor: str = 
     todo = []
     for spec in specs:
         (report.skipped if key(spec) in done_keys else todo).append(spec)
+    if executor == "ray" and todo:
+        ray_connect(address, workers)  # before the sweep's parent runs are recorded
     parents = {}
     for task in sorted({task_name(s) for s in todo}):
         parents[task] = tracker.client.create_run(
             tracker.experiment(task), run_name=f"sweep.{profile}.{time.strftime('%Y%m%d-%H%M%S')}",
-            tags={TAG + "sweep": profile, TAG + "executor": executor}).info.run_id
+            tags={**environment_tags(), TAG + "sweep": profile, TAG + "executor": executor}).info.run_id
     progress = progress or (lambda i, n, text: None)
     progress(0, len(todo), f"{len(report.skipped)} already finished")
     jobs = (ray_executor(todo, workers, address, tracker.uri) if executor == "ray"

@@ -10,12 +10,13 @@ sys.path.insert(0, str(TESTS))
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 
-def cli(args, cwd, env=None, timeout=600):
-    """Run `isacbench ARGS` as a user would (a subprocess), with the tests folder importable."""
+def cli(args, cwd, env=None, timeout=600, prefix=()):
+    """Run `isacbench ARGS` as a user would (a subprocess), with the tests folder importable;
+    `prefix`: a command that runs it (e.g. setpriv with fewer privileges)."""
     full_env = {**os.environ, "PYTHONPATH": str(TESTS), "MLFLOW_TRACKING_URI": "", **(env or {})}
     if not full_env["MLFLOW_TRACKING_URI"]:
         del full_env["MLFLOW_TRACKING_URI"]
-    return subprocess.run([sys.executable, "-c", "from isacbench.cli import main; main()", *map(str, args)],
+    return subprocess.run([*prefix, sys.executable, "-c", "from isacbench.cli import main; main()", *map(str, args)],
                           cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
 
 

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -40,15 +41,53 @@ def test_ratios_are_computed_from_their_own_measurements(sections):
         assert r.value == pytest.approx(r.numerator / r.denominator, rel=1e-12)
 
 
-def test_env_bench_covers_requested_batches_and_exponent(sections):
+def test_env_bench_covers_requested_batches_ceiling_and_per_coefficient_cost(sections):
     names = [r.name for r in sections["bench_env"].results]
     assert names == ["batched vs per-env loop, B=1", "batched vs per-env loop, B=4",
-                     "step time exponent in M (time ~ M^k)"]
+                     "env fraction of one-core ceiling, B=4", "cost per channel coefficient, M=1",
+                     "cost per channel coefficient, M=4", "env-frame time exponent in M (time ~ M^k)"]
+    ceiling = sections["bench_env"].results[2]
+    assert ceiling.target == bench_env.TARGET_CEILING and not ceiling.at_most
+    assert ceiling.value == pytest.approx(ceiling.numerator / ceiling.denominator, rel=1e-12)
 
 
-def test_mappo_time_shares_are_fractions(sections):
+def test_ceiling_is_the_counted_work_at_the_measured_rates():
+    p = bench_env.EntUsrTask().params
+    work = bench_env.frame_work(p)
+    c = p.MA * p.MK * p.M * p.N
+    assert sum(work["draws32"].values()) == 4 * c  # eps and pilot noise: two float32 normals per coefficient
+    rates = {"draws32": 1e8, "draws64": 5e7, "flops": 1e10, "bytes": 1e10}
+    ceil = bench_env.ceiling_seconds(work, rates)
+    assert ceil["draws32"] == pytest.approx(4 * c / 1e8)
+    assert ceil["total"] == pytest.approx(sum(v for k, v in ceil.items() if k != "total"))
+
+
+def test_mappo_figures_carry_their_targets(sections):
+    res = {r.name: r for r in sections["bench_mappo"].results}
+    upd = res["MAPPO update / CleanRL-style PPO update"]
+    assert upd.target == bench_mappo.TARGET_UPDATE and upd.at_most
+    assert upd.met == (upd.value <= upd.target)
+    e2e = res["MAPPO frames/s / env frames/s"]
+    assert e2e.target == bench_mappo.TARGET_END_TO_END and not e2e.at_most
     shares = [r.value for r in sections["bench_mappo"].results if r.unit == "fraction"]
     assert len(shares) == 2 and all(0 < s < 1 for s in shares) and sum(shares) < 1
+
+
+def test_cleanrl_baseline_has_the_requested_parameter_count():
+    agent = bench_mappo.CleanRLAgent(100, (32, 32), 50_000)
+    n = sum(p.numel() for p in agent.parameters())
+    assert abs(n - 50_000) <= 33 * bench_mappo.CLASSES  # output width rounded to whole categoricals
+    logp, ent = agent.log_prob_entropy(torch.zeros(2, 100), torch.zeros(2, agent.n_out // bench_mappo.CLASSES,
+                                                                         dtype=torch.long))
+    assert logp.shape == ent.shape == (2,)
+
+
+def test_upper_bound_targets_are_met_below_them():
+    from benchmarks.common import Result
+
+    assert Result("b", "r", 0.9, "x", target=1.0, at_most=True).met
+    assert not Result("b", "r", 1.1, "x", target=1.0, at_most=True).met
+    assert Result("b", "r", 1.1, "x", target=1.0).met
 
 
 def test_naive_nulling_baseline_agrees_with_vectorized_evaluator():
@@ -98,5 +137,6 @@ def test_cli_writes_report_from_measurements(tmp_path):
     out = tmp_path / "RESULTS.md"
     assert cli.main(["--scale", "tiny", "--only", "env", "--out", str(out)]) == 0
     text = out.read_text()
-    for key in ("## Machine", "numpy", "torch", "load_avg_1_5_15", "batched vs per-env loop, B=4", "no torch backend"):
+    for key in ("## Machine", "numpy", "torch", "load_avg_1_5_15", "batched vs per-env loop, B=4", "no torch backend",
+                "env fraction of one-core ceiling, B=4", "One-core ceiling of a frame"):
         assert key in text

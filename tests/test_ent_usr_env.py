@@ -2,9 +2,12 @@
 the topology setting."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from pettingzoo.test import parallel_api_test, parallel_seed_test
+from pettingzoo.utils.conversions import parallel_to_aec
 
 from isacbench import runner
 from isacbench.api import Budget, BudgetedProblem, Reporter, SequentialTask, Solution, Solver, UserError
@@ -140,6 +143,19 @@ def test_pettingzoo_parallel_api_and_seed():
     assert all(env.observation_space(a).contains(o) for a, o in obs.items())
     assert set(env.possible_agents) == {"lcp_0", "lcp_1", "lcp_2", "lcp_3", "lpb_0", "lpb_1", "lpb_2", "lpb_3",
                                         "fg", "fpb_0", "fpb_1"}
+
+
+def test_pettingzoo_wrappers_find_render_mode_none():
+    """Wrappers (PettingZoo's conversions, SuperSuit) read `render_mode` at once: None, and
+    `metadata` lists no render modes."""
+    env = EntUsrParallelEnv(EntUsrTask({"frames_per_episode": 2}))
+    assert env.render_mode is None and env.metadata["render_modes"] == []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "... does not have a `render_mode` defined."
+        aec = parallel_to_aec(env)
+    assert aec.render_mode is None
+    with pytest.raises(ValueError, match="render_mode 'human'"):
+        EntUsrParallelEnv(EntUsrTask({"frames_per_episode": 2}), render_mode="human")
 
 
 def test_frame_problem_agrees_with_the_environment():

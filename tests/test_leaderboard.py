@@ -74,6 +74,9 @@ def test_a_rows_confidence_interval_does_not_depend_on_other_rows():
     both = summarize(pd.concat([runs("a-solver", [5.0, 6.0, 9.0]), a])).set_index("solver")
     assert alone.loc["b-solver", "ci_low"] < 3.4 < alone.loc["b-solver", "ci_high"]
     assert (alone.loc["b-solver", ["ci_low", "ci_high"]] == both.loc["b-solver", ["ci_low", "ci_high"]]).all()
+    # nor on the order in which the store returns the runs
+    shuffled = summarize(a.iloc[[3, 0, 4, 2, 1]]).set_index("solver")
+    assert (alone.loc["b-solver", ["ci_low", "ci_high"]] == shuffled.loc["b-solver", ["ci_low", "ci_high"]]).all()
 
 
 def test_tracker_runs_reads_every_page():

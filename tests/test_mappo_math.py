@@ -217,3 +217,90 @@ def test_mean_baseline_gives_standardized_one_frame_advantages_and_no_critic():
     centred = (rewards - 2.0).flatten()  # (-1, 0, 2, -2, 1, 0): sd sqrt(10/6)
     expect = (centred / math.sqrt(10 / 6)).unsqueeze(-1).expand(-1, 2)  # both agents share the frame reward
     assert d.target is None and torch.allclose(d.advantage, expect, atol=1e-6)
+
+
+# ---- speed work (issue 14): closed forms equal torch.distributions / the generic paths
+
+@settings(max_examples=20, deadline=None)
+@given(st.integers(1, 6), st.floats(-3, 3), st.floats(0.5, 4.0), st.floats(0.1, 3.0), st.integers(0, 2 ** 31 - 1))
+def test_closed_form_beta_matches_torch_distributions_values_and_gradients(size, low, width, scale, seed):
+    g = torch.Generator().manual_seed(seed)
+    head = Head("x", "continuous", size, low=low, high=low + width)
+    p = (torch.randn(9, 2 * size, generator=g, dtype=torch.float64) * scale).requires_grad_()
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        a = H.sample(head, p.detach())
+    logp, ent = H.log_prob_entropy(head, p, a)
+    lo, w = H._support(head)
+    dist = H._beta(p)  # torch.distributions.Beta, the previous path
+    u = ((a - lo) / w).clamp(H.EPS, 1 - H.EPS)
+    ref_logp, ref_ent = dist.log_prob(u) - math.log(w), dist.entropy() + math.log(w)
+    assert torch.allclose(logp, ref_logp, rtol=1e-10, atol=1e-10)
+    assert torch.allclose(ent, ref_ent, rtol=1e-10, atol=1e-10)
+    wl, we = torch.randn(9, size, generator=g, dtype=torch.float64), torch.randn(9, size, generator=g,
+                                                                                  dtype=torch.float64)
+    grad = torch.autograd.grad((logp * wl).sum() + (ent * we).sum(), p)[0]
+    ref = torch.autograd.grad((ref_logp * wl).sum() + (ref_ent * we).sum(), p)[0]
+    assert torch.allclose(grad, ref, rtol=1e-8, atol=1e-10)
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.integers(1, 5), st.integers(2, 17), st.floats(0.1, 20.0), st.integers(0, 2 ** 31 - 1))
+def test_categorical_closed_form_gradient_matches_autograd(size, classes, scale, seed):
+    g = torch.Generator().manual_seed(seed)
+    z = (torch.randn(6, 3, size, classes, generator=g, dtype=torch.float64) * scale).requires_grad_()
+    a = torch.randint(0, classes, (6, 3, size), generator=g)
+    logp, ent = H.categorical_log_prob_entropy(z, a)
+    ref = D.Categorical(logits=z)
+    assert torch.equal(logp, torch.log_softmax(z, -1).gather(-1, a.unsqueeze(-1)).squeeze(-1))
+    assert torch.allclose(logp, ref.log_prob(a), atol=1e-12) and torch.allclose(ent, ref.entropy(), atol=1e-12)
+    wl, we = torch.randn(6, 3, size, generator=g, dtype=torch.float64), torch.randn(6, 3, size, generator=g,
+                                                                                     dtype=torch.float64)
+    grad = torch.autograd.grad((logp * wl).sum() + (ent * we).sum(), z)[0]
+    want = torch.autograd.grad((ref.log_prob(a) * wl).sum() + (ref.entropy() * we).sum(), z)[0]
+    assert torch.allclose(grad, want, rtol=1e-9, atol=1e-12)
+
+
+def test_agent_linear_batched_product_equals_einsum():
+    from isacbench.solvers.mappo.networks import AgentLinear
+
+    torch.manual_seed(0)
+    layer = AgentLinear(3, 5, 7, 1.0).double()
+    with torch.no_grad():
+        layer.bias.normal_()
+    for shape in ((4, 3, 5), (2, 4, 3, 5), (3, 5)):
+        x = torch.randn(*shape, dtype=torch.float64)
+        want = torch.einsum("...ni,noi->...no", x, layer.weight) + layer.bias
+        assert torch.allclose(layer(x), want, atol=1e-12)
+
+
+def test_fused_adam_takes_the_same_steps_as_the_default_adam():
+    from isacbench.solvers.mappo.algorithm import make_optimizer
+
+    def run(fused: bool):
+        torch.manual_seed(1)
+        net = torch.nn.Sequential(torch.nn.Linear(5, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3))
+        hyper = PRESETS["default"]
+        opt = make_optimizer(net, hyper) if fused else torch.optim.Adam(net.parameters(), lr=hyper.lr, eps=1e-5)
+        x = torch.randn(16, 5)
+        for _ in range(5):
+            opt.zero_grad()
+            net(x).pow(2).sum().backward()
+            opt.step()
+        return torch.cat([p.detach().flatten() for p in net.parameters()])
+
+    assert torch.allclose(run(True), run(False), rtol=1e-6, atol=1e-7)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.sampled_from(["bernoulli", "categorical", "continuous"]), st.integers(1, 4), st.integers(2, 6),
+       st.floats(-2, 2), st.floats(0.5, 3), st.integers(0, 2 ** 31 - 1))
+def test_rollout_log_prob_is_exactly_the_training_log_prob(kind, size, classes, low, width, seed):
+    """The rollout stores `log_prob`; PPO's first ratio uses `log_prob_entropy`: they must be bit-equal."""
+    head = Head("h", kind, size, classes=classes, low=low, high=low + width)
+    g = torch.Generator().manual_seed(seed)
+    p = torch.randn(5, 2, H.n_params(head), generator=g) * 3
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        a = H.sample(head, p)
+    assert torch.equal(H.log_prob(head, p, a), H.log_prob_entropy(head, p, a)[0])

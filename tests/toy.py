@@ -56,6 +56,14 @@ class OtherTaskSolver(Solver):
         return Solution(decision=problem.space.sample(rng))
 
 
+class NanBoundSolver(Solver):
+    """Returns a random point with bound NaN: a bound that proves nothing, so none is recorded."""
+    name = "nan-bound"
+
+    def solve(self, problem, budget, rng):
+        return Solution(decision=problem.space.sample(rng), bound=float("nan"))
+
+
 class FlakySolver(Solver):
     """Fails while $TOY_FAIL is set (to test that sweeps rerun FAILED runs); sleeps $TOY_SLEEP seconds."""
     name = "flaky"
@@ -76,3 +84,18 @@ ToyTask.profiles = classmethod(lambda cls: {
     "paper": Profile(instances=({}, {"capacity": 2.0}), budget=Budget(evaluations=100),
                      solvers=("random",), seeds=(0, 1)),
 })
+
+
+class NanProblem(ToyProblem):
+    def evaluate(self, x):
+        ev = super().evaluate(x)
+        ev.objective = float("nan")
+        return ev
+
+
+class NanTask(ToyTask):
+    """A task with a bug: every objective is nan, so none of its runs may be FINISHED."""
+    name = "toy-nan"
+
+    def problem(self):
+        return NanProblem(self.config.capacity)

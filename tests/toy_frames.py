@@ -10,10 +10,13 @@ The frame problem is the same decision made centrally with every gain known (gen
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from pydantic import Field
 
-from isacbench.api import Budget, Evaluation, Integer, Problem, Real, SequentialTask, Space, TaskConfig
+from isacbench.api import (Budget, Evaluation, Integer, LearningSolver, Problem, Real, SequentialTask, Space,
+                           TaskConfig)
 from isacbench.multiagent import Head, MultiAgentEnv, RoleSpec
 
 
@@ -111,3 +114,25 @@ class ChannelTask(SequentialTask):
     def apply_frame_decisions(self, env, problems, decisions):
         channel, power = map(np.concatenate, zip(*(p.arrays(x) for p, x in zip(problems, decisions))))
         env.act({"user": {"channel": channel[..., None], "power": power[..., None]}})
+
+
+class ArtifactLearner(LearningSolver):
+    """Writes `checkpoint.bin` of $TOY_ARTIFACT_MB megabytes (default 1) into the run's artifact folder,
+    sleeps $TOY_SLEEP seconds, then plays channel 0 at full power: to kill or interrupt a run while it
+    trains or while it is recorded."""
+    name = "artifact-learner"
+
+    def train(self, make_env, budget, rng, reporter):
+        import os
+        import time
+
+        size = int(float(os.environ.get("TOY_ARTIFACT_MB", "1")) * 2 ** 20)
+        Path(reporter.artifact_dir, "checkpoint.bin").write_bytes(b"\1" * size)
+        time.sleep(float(os.environ.get("TOY_SLEEP", "0")))
+        return FixedPolicy()
+
+
+class FixedPolicy:
+    def act(self, role, obs):
+        shape = obs.shape[:2] + (1,)
+        return {"channel": np.zeros(shape, np.int64), "power": np.ones(shape)}

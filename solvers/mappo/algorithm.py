@@ -95,6 +95,16 @@ def role_loss(model: ActorCritic, role: str, d: RoleData, idx: torch.Tensor, cli
     return actor + hyper.value_coef * critic, stats
 
 
+def make_optimizer(model: ActorCritic, hyper: Hyper) -> torch.optim.Optimizer:
+    """One Adam over all actors and critics (eps 1e-5, as the official MAPPO). The fused kernel (one
+    pass over each parameter; CPU and CUDA since torch 2.4) computes the same update as the default
+    per-tensor loop (tests/test_mappo_math.py) about 3x faster; where it is missing, the default."""
+    try:
+        return torch.optim.Adam(model.parameters(), lr=hyper.lr, eps=1e-5, fused=True)
+    except (RuntimeError, TypeError, ValueError):  # older torch or a device without the fused kernel
+        return torch.optim.Adam(model.parameters(), lr=hyper.lr, eps=1e-5)
+
+
 def update(model: ActorCritic, optimizer: torch.optim.Optimizer, data: dict[str, RoleData], hyper: Hyper,
            clip: float, ent_coef: float) -> dict[str, float]:
     """`hyper.epochs` passes over the rollout in `hyper.minibatches` shuffled minibatches.

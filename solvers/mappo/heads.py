@@ -103,13 +103,90 @@ def log_prob_entropy(head: Head, p: torch.Tensor, action: torch.Tensor) -> tuple
         ent = F.binary_cross_entropy_with_logits(p, torch.sigmoid(p), reduction="none")
         return logp, ent
     if head.kind == "categorical":
-        logits = torch.log_softmax(p.unflatten(-1, (head.size, head.classes)), dim=-1)
-        logp = logits.gather(-1, action.long().unsqueeze(-1)).squeeze(-1)
-        return logp, -(logits.exp() * logits).sum(-1)
-    (low, width), dist = _support(head), _beta(p)
+        return categorical_log_prob_entropy(p.unflatten(-1, (head.size, head.classes)), action)
+    low, width = _support(head)
     log_scale = math.log(width)
     u = ((action - low) / width).clamp(EPS, 1 - EPS)
-    return dist.log_prob(u) - log_scale, dist.entropy() + log_scale
+    logp, ent = beta_log_prob_entropy(p, u)
+    return logp - log_scale, ent + log_scale
+
+
+def log_prob(head: Head, p: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+    """log pi(action) of each component, the first output of `log_prob_entropy` (the same expressions,
+    so the same values) without the entropy: what a rollout stores."""
+    if head.kind == "bernoulli":
+        return -F.binary_cross_entropy_with_logits(p, action, reduction="none")
+    if head.kind == "categorical":
+        logits = torch.log_softmax(p.unflatten(-1, (head.size, head.classes)), dim=-1)
+        return logits.gather(-1, action.long().unsqueeze(-1)).squeeze(-1)
+    low, width = _support(head)
+    u = ((action - low) / width).clamp(EPS, 1 - EPS)
+    x_m, x_k = p.chunk(2, dim=-1)
+    m, kappa = torch.sigmoid(x_m), torch.exp(x_k.clamp(max=LOG_KAPPA_MAX))
+    a1, b1 = kappa * m, kappa * (1.0 - m)
+    a, b = 1.0 + a1, 1.0 + b1
+    log_b = torch.lgamma(a) + torch.lgamma(b) - torch.lgamma(a + b)
+    return (a1 * torch.log(u) + b1 * torch.log1p(-u) - log_b) - math.log(width)
+
+
+def beta_log_prob_entropy(p: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Closed-form log-density at u in (0, 1) and differential entropy of the Beta of `_beta(p)`
+    (alpha = 1 + kappa m, beta = 1 + kappa (1 - m)), sharing log B(alpha, beta):
+      log f(u) = (alpha - 1) log u + (beta - 1) log(1 - u) - log B(alpha, beta)
+      H = log B(alpha, beta) - (alpha - 1) psi(alpha) - (beta - 1) psi(beta) + (alpha + beta - 2) psi(alpha + beta)
+    with log B = lgamma(alpha) + lgamma(beta) - lgamma(alpha + beta): the same formulas as
+    torch.distributions' Beta (through its Dirichlet), without its stacking (tests/test_mappo_math.py)."""
+    x_m, x_k = p.chunk(2, dim=-1)
+    m, kappa = torch.sigmoid(x_m), torch.exp(x_k.clamp(max=LOG_KAPPA_MAX))
+    a1, b1 = kappa * m, kappa * (1.0 - m)  # alpha - 1, beta - 1
+    a, b = 1.0 + a1, 1.0 + b1
+    ab = a + b
+    psi_a, psi_b, psi_ab = torch.digamma(a), torch.digamma(b), torch.digamma(ab)
+    log_b = _LogBeta.apply(a, b, ab, psi_a.detach(), psi_b.detach(), psi_ab.detach())
+    logp = a1 * torch.log(u) + b1 * torch.log1p(-u) - log_b
+    ent = log_b - a1 * psi_a - b1 * psi_b + (ab - 2.0) * psi_ab
+    return logp, ent
+
+
+def categorical_log_prob_entropy(logits: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(log softmax(z)[a], entropy -sum_j p_j log p_j) over the last axis of logits z (..., classes):
+    the forward of torch.distributions.Categorical (log_softmax, gather, -(p log p).sum), with the
+    gradient in closed form in one pass: d log p_a / dz = onehot(a) - p, dH / dz = -p (log p + H)."""
+    return _CategoricalLogProbEntropy.apply(logits, action.long())
+
+
+class _CategoricalLogProbEntropy(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, z, a):
+        logp_all = torch.log_softmax(z, dim=-1)
+        prob = logp_all.exp()
+        ent = -(prob * logp_all).sum(-1)
+        idx = a.unsqueeze(-1)
+        ctx.save_for_backward(logp_all, prob, ent, idx)
+        return logp_all.gather(-1, idx).squeeze(-1), ent
+
+    @staticmethod
+    def backward(ctx, g_logp, g_ent):
+        logp_all, prob, ent, idx = ctx.saved_tensors
+        # dL/dz_j = g_logp ([j = a] - p_j) - g_ent p_j (log p_j + H)
+        grad = (logp_all + ent.unsqueeze(-1)).mul_(g_ent.unsqueeze(-1)).add_(g_logp.unsqueeze(-1)).mul_(prob).neg_()
+        grad.scatter_add_(-1, idx, g_logp.unsqueeze(-1))
+        return grad, None
+
+
+class _LogBeta(torch.autograd.Function):
+    """log B(alpha, beta) = lgamma(alpha) + lgamma(beta) - lgamma(alpha + beta), whose backward reuses the
+    digammas the entropy needs anyway (d lgamma = digamma: the same values autograd would recompute)."""
+
+    @staticmethod
+    def forward(ctx, a, b, ab, psi_a, psi_b, psi_ab):
+        ctx.save_for_backward(psi_a, psi_b, psi_ab)
+        return torch.lgamma(a) + torch.lgamma(b) - torch.lgamma(ab)
+
+    @staticmethod
+    def backward(ctx, grad):
+        psi_a, psi_b, psi_ab = ctx.saved_tensors
+        return grad * psi_a, grad * psi_b, -grad * psi_ab, None, None, None
 
 
 def reference_bias(head: Head, ref) -> torch.Tensor:

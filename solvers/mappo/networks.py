@@ -32,6 +32,8 @@ class AgentLinear(nn.Module):
             nn.init.orthogonal_(w, gain)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 3:  # (N, n, fan_in): one batched product per agent on strided views, bias fused
+            return torch.baddbmm(self.bias.unsqueeze(1), x.transpose(0, 1), self.weight.transpose(1, 2)).transpose(0, 1)
         return torch.einsum("...ni,noi->...no", x, self.weight) + self.bias
 
 

@@ -53,7 +53,7 @@ def collect(env: MultiAgentEnv, model: ActorCritic, seed: int, device: torch.dev
                 params = model.actors[role](o)
                 heads = env.roles[role].heads
                 a = {h.name: H.sample(h, params[h.name]) for h in heads}
-                logp = torch.cat([H.log_prob_entropy(h, params[h.name], a[h.name])[0] for h in heads], -1)
+                logp = torch.cat([H.log_prob(h, params[h.name], a[h.name]) for h in heads], -1)
                 store[role].add(o, s, a, logp)
                 raw_obs[role].append(o_raw)
                 acts[role] = {h.name: to_numpy(h, a[h.name]) for h in heads}

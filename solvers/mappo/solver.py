@@ -1,6 +1,8 @@
 """MAPPO solver: the training loop (rollout -> advantages -> PPO epochs), tracking, checkpoints."""
 from __future__ import annotations
 
+import dataclasses
+import logging
 import time
 from pathlib import Path
 from typing import ClassVar
@@ -8,15 +10,17 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from isacbench.api import Budget, EnvFactory, LearningSolver, Reporter, UserError
+from isacbench.api import Budget, EnvFactory, LearningSolver, Reporter, SequentialTask, UserError
 from isacbench.multiagent import MultiAgentEnv
 
 from . import checkpoint
-from .algorithm import prepare, update
+from .algorithm import make_optimizer, prepare, update
 from .config import Hyper, MappoConfig
 from .curves import plot
 from .policy import ActorCritic, MAPPOPolicy
 from .rollout import collect
+
+log = logging.getLogger(__name__)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -54,6 +58,27 @@ class MAPPO(LearningSolver):
     Config = MappoConfig
     operational_keys: ClassVar[frozenset[str]] = frozenset({"device", "threads", "checkpoint_every", "resume"})
 
+    def check(self, task: SequentialTask, budget: Budget, tracking_uri: str | None = None) -> None:
+        """Before the run is recorded: the device exists, the budget covers one rollout, and the
+        resume source (`checkpoint.locate`) holds an intact checkpoint of these hyperparameters and
+        this environment, with no more frames than the budget (`checkpoint.verify`)."""
+        cfg, hyper = self.config, self.config.hyper()
+        resolve_device(cfg.device)
+        env = task.make_env(1, 0)
+        frames = env.frames_per_episode
+        total = budget.frames if budget.frames is not None else (None if budget.seconds else hyper.frames)
+        rollout = hyper.num_envs * frames
+        if total is not None and total < rollout:
+            raise UserError(f"solver mappo: budget of {total} frames is below one rollout "
+                            f"(num_envs={hyper.num_envs} x {frames} frames per episode)")
+        if total is not None and total % rollout:
+            used = total - total % rollout
+            log.warning(f"solver mappo trains in whole rollouts of {rollout:,} frames (num_envs={hyper.num_envs} "
+                        f"x {frames} frames per episode): it uses {used:,} of the budget of {total:,} frames "
+                        f"({used + rollout:,} would be {used // rollout + 1} rollouts)")
+        if cfg.resume:
+            checkpoint.verify(cfg.resume, checkpoint.locate(cfg.resume, tracking_uri), hyper, env, total)
+
     def train(self, make_env: EnvFactory, budget: Budget, rng: np.random.Generator,
               reporter: Reporter) -> MAPPOPolicy:
         threads = torch.get_num_threads()
@@ -74,10 +99,10 @@ class MAPPO(LearningSolver):
             torch.manual_seed(derive(entropy, 1)[0])
             reference = env.reference_actions() if cfg.init == "reference" else None
             model = ActorCritic(env.roles, env.state_dim, hyper, reference).to(device)
-        optimizer = torch.optim.Adam(model.parameters(), lr=hyper.lr, eps=1e-5)
+        optimizer = make_optimizer(model, hyper)
         start_update, frames, history = 0, 0, []
         if cfg.resume:
-            meta = checkpoint.load(checkpoint.locate(cfg.resume, reporter.tracking_uri), model, optimizer)
+            meta = checkpoint.load(cfg.resume, checkpoint.locate(cfg.resume, reporter.tracking_uri), model, optimizer)
             start_update, frames, history, entropy = meta["update"], meta["frames"], meta["history"], meta["entropy"]
             for h in history:  # the resumed run carries the whole curve
                 reporter.log_metrics(tracked(h), int(h["frames"]))
@@ -88,6 +113,7 @@ class MAPPO(LearningSolver):
                             f"(num_envs={hyper.num_envs} x {env.frames_per_episode} frames per episode)")
         n_updates = None if total_frames is None else total_frames // per_update
         out = Path(reporter.artifact_dir) / checkpoint.FOLDER if reporter.artifact_dir else None
+        fixed = {"entropy": entropy, "hyper": dataclasses.asdict(hyper), "env": checkpoint.signature(env)}
         t0, k = time.perf_counter(), start_update
         last, metric_names = 0.0, ()
         while True:
@@ -104,12 +130,14 @@ class MAPPO(LearningSolver):
             stats["fps"] = per_update / last
             history.append({"frames": frames, **stats})
             if out is not None and k % cfg.checkpoint_every == 0:
-                self._save(out, model, optimizer, hyper, k, frames, entropy, history, metric_names)
+                self._save(out, model, optimizer, {**fixed, "update": k, "frames": frames, "history": history},
+                           metric_names)
             reporter.log_metrics(tracked(stats), frames)
             done = k / n_updates if n_updates else min(1.0, (time.perf_counter() - t0) / budget.seconds)
             reporter.progress(done, f"mappo: update {k}, {stats['fps']:.0f} frames/s, return {stats['return']:.4g}")
         if out is not None and history:
-            self._save(out, model, optimizer, hyper, k, frames, entropy, history, metric_names)
+            self._save(out, model, optimizer, {**fixed, "update": k, "frames": frames, "history": history},
+                       metric_names)
         self.frames, self.history = frames, history
         return MAPPOPolicy(model, cfg.deterministic)
 
@@ -131,9 +159,6 @@ class MAPPO(LearningSolver):
                  **losses, "clip": clip, "ent_coef": ent_coef, "frames_collected": rollout.frames}
         return stats, tuple(rollout.metrics)
 
-    def _save(self, out: Path, model, optimizer, hyper: Hyper, k: int, frames: int, entropy: int,
-              history: list[dict], metric_names: tuple[str, ...]) -> None:
-        meta = {"update": k, "frames": frames, "entropy": entropy, "history": history,
-                "hyper": {f: getattr(hyper, f) for f in hyper.__dataclass_fields__}}
+    def _save(self, out: Path, model, optimizer, meta: dict, metric_names: tuple[str, ...]) -> None:
         checkpoint.save(out / checkpoint.FILE, model, optimizer, meta)
-        plot(history, out / "training_curve.png", f"MAPPO ({self.config.preset} preset)", metric_names)
+        plot(meta["history"], out / "training_curve.png", f"MAPPO ({self.config.preset} preset)", metric_names)

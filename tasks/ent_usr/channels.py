@@ -42,12 +42,26 @@ def steering(theta: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
+CHUNK = 8  # environments per block of the channel kernels: a block's tensors stay in cache across passes
+
+
 def cn(rng: np.random.Generator, shape: tuple) -> np.ndarray:
     """Standard circularly-symmetric complex Gaussian CN(0, 1) samples (complex64: the channel
-    tensors are the bulk of the environment's memory and time)."""
-    out = rng.standard_normal((*shape, 2), dtype=np.float32).view(np.complex64)[..., 0]
-    out *= np.float32(np.sqrt(0.5))
-    return out
+    tensors are the bulk of the environment's memory and time). Drawn block by block along the
+    first axis (the generator fills sequentially, so the values are those of one draw of `shape`)."""
+    out = np.empty((*shape, 2), np.float32)
+    scale = np.float32(np.sqrt(0.5))
+    blocks = np.array_split(out, max(1, -(-shape[0] // CHUNK)), axis=0) if shape and shape[0] > CHUNK else [out]
+    for blk in blocks:
+        rng.standard_normal(dtype=np.float32, out=blk)
+        blk *= scale
+    return out.view(np.complex64)[..., 0]
+
+
+def _real(x: np.ndarray) -> np.ndarray:
+    """float32 view (..., 2N) of a complex64 array (..., N): interleaved real and imaginary parts.
+    Multiplying it by a real factor broadcast over the last axis gives exactly the complex product."""
+    return x.view(np.float32)
 
 
 def init_channel(lam: np.ndarray, theta: np.ndarray, p: Params, rng: np.random.Generator) -> np.ndarray:
@@ -61,11 +75,25 @@ def init_channel(lam: np.ndarray, theta: np.ndarray, p: Params, rng: np.random.G
 
 
 def evolve(h_prev: np.ndarray, lam: np.ndarray, rho: float, rng: np.random.Generator) -> np.ndarray:
-    """h[n] = rho h[n-1] + sqrt(1 - rho^2) eps, eps ~ CN(0, lam I) (eq. 1)."""
-    eps = cn(rng, h_prev.shape)
-    eps *= np.sqrt((1.0 - rho**2) * lam).astype(np.float32)[..., None, None]
-    eps += np.float32(rho) * h_prev
-    return eps
+    """h[n] = rho h[n-1] + sqrt(1 - rho^2) eps, eps ~ CN(0, lam I) (eq. 1).
+    Block by block along the batch axis (same draws as one `cn(rng, h_prev.shape)`)."""
+    amp = np.sqrt((1.0 - rho**2) * lam).astype(np.float32)[..., None, None]  # (B, MA, MK, 1, 1)
+    if h_prev.dtype != np.complex64 or not h_prev.flags.c_contiguous or not h_prev.ndim:  # general path
+        eps = cn(rng, h_prev.shape)
+        eps *= amp
+        eps += np.float32(rho) * h_prev
+        return eps
+    out = np.empty(h_prev.shape, np.complex64)
+    half, r = np.float32(np.sqrt(0.5)), np.float32(rho)
+    o, hp = _real(out), _real(h_prev)
+    b = h_prev.shape[0]
+    for lo in range(0, b, CHUNK):
+        blk = o[lo:lo + CHUNK]
+        rng.standard_normal(dtype=np.float32, out=blk)
+        blk *= half  # cn: CN(0, 1)
+        blk *= amp[lo:lo + CHUNK]
+        blk += r * hp[lo:lo + CHUNK]
+    return out
 
 
 def error_variance(lam_bar: np.ndarray, pilots: np.ndarray, p_ce: float, noise: float) -> np.ndarray:
@@ -96,8 +124,28 @@ def mmse_estimate(h: np.ndarray, h_prev: np.ndarray, lam: np.ndarray, pilots: np
     snr = p.p_ce * pilots * lam_bar
     gain = snr / (snr + p.noise)
     scale = np.where(pilots > 0, np.sqrt(p.noise / np.maximum(p.p_ce * pilots, 1e-300)), 0.0)
-    # h_hat = (1 - g) rho h[n-1] + g h + g sqrt(sigma / (p D)) n, in three passes over the channels
-    out = h_prev * ((1.0 - gain) * p.rho).astype(np.float32)[..., None]
-    out += h * gain.astype(np.float32)[..., None]
-    out += pilot_noise * (gain * scale).astype(np.float32)[..., None]
+    # h_hat = (1 - g) rho h[n-1] + g h + g sqrt(sigma / (p D)) n, in three passes over each block of
+    # CHUNK environments (real float32 factors on the interleaved re/im parts: the same products)
+    c_prev = ((1.0 - gain) * p.rho).astype(np.float32)[..., None]
+    c_h = gain.astype(np.float32)[..., None]
+    c_n = (gain * scale).astype(np.float32)[..., None]
+    shape = np.broadcast_shapes(h.shape, h_prev.shape, pilot_noise.shape)
+    if any(x.dtype != np.complex64 or x.shape != shape for x in (h, h_prev, pilot_noise)):  # general path
+        out = h_prev * c_prev
+        out += h * c_h
+        out += pilot_noise * c_n
+        return out, error_variance(lam_bar, pilots, p.p_ce, p.noise)
+    out = np.empty(shape, np.complex64)
+    o = _real(out)
+    hr, pr, nr = (_real(np.ascontiguousarray(x, dtype=np.complex64)) for x in (h, h_prev, pilot_noise))
+    b = shape[0]
+
+    def rows(x, lo):  # block of a factor that may broadcast along the batch axis
+        return x[lo:lo + CHUNK] if x.ndim == o.ndim and x.shape[0] == b else x
+
+    for lo in range(0, b, CHUNK):
+        blk = o[lo:lo + CHUNK]
+        np.multiply(pr[lo:lo + CHUNK], rows(c_prev, lo), out=blk)
+        blk += hr[lo:lo + CHUNK] * rows(c_h, lo)
+        blk += nr[lo:lo + CHUNK] * rows(c_n, lo)
     return out, error_variance(lam_bar, pilots, p.p_ce, p.noise)

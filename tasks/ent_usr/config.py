@@ -15,7 +15,21 @@ from isacbench.api import TaskConfig, UserError
 C0 = 3e8  # speed of light c_o [m/s] (Table I)
 
 
+#: named sets of config values (`-c scenario=NAME`); docs/models/ent-usr.md ("Scenarios") says why
+#: each value differs from Table I. Explicit config keys take precedence over the scenario's values.
+SCENARIOS: dict[str, dict] = {
+    "paper": {},  # Table I / Sec. VI
+    # the topology map's cooperative region: the fixed per-CCN overhead O_bar_m = 10 o (Table I: 0.7 o)
+    "cooperative": {"overhead_base": 10.0},
+    # scaling: a 3 x 3 grid of cells of the paper's size (300 m) and density, R = 3 CFNs
+    "large": {"M": 9, "R": 3, "area_m": 900.0},
+}
+
+
 class EntUsrConfig(TaskConfig):
+    scenario: Literal["paper", "cooperative", "large"] = Field(
+        "paper", description="named set of config values (SCENARIOS; explicit keys take precedence): paper = "
+                             "Table I, cooperative = O_bar_m = 10 o, large = 3 x 3 cells (R = 3)")
     # ---- network (Table I, Sec. VI)
     M: int = Field(4, ge=1, le=64, description="number of CCNs (cells); must be a square number (grid)")
     R: int = Field(2, ge=1, le=64, description="number of CFNs")
@@ -64,6 +78,15 @@ class EntUsrConfig(TaskConfig):
     # ---- episodes and evaluation
     frames_per_episode: int = Field(20, ge=1, le=10_000, description="frames N_T per episode")
     eval_episodes: int = Field(4, ge=1, le=1024, description="evaluation episodes (fixed seeds from instance_seed)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _scenario(cls, data):
+        """Fill in the scenario's values for the keys not given explicitly (an unknown name is left to
+        the field's check, which lists the scenarios)."""
+        if isinstance(data, dict) and isinstance(data.get("scenario", "paper"), str):
+            return {**SCENARIOS.get(data.get("scenario", "paper"), {}), **data}
+        return data
 
     @model_validator(mode="after")
     def _check(self):

@@ -24,7 +24,7 @@ from typing import Mapping
 
 import numpy as np
 
-from isacbench.api import Evaluation, Integer, Problem, Real, Space, Structure, UserError
+from isacbench.api import DiscreteSearch, Evaluation, Integer, Problem, Real, Space, Structure, UserError
 
 from . import actions as act
 from . import model, topology
@@ -116,21 +116,93 @@ class EntUsrFrameProblem(Problem):
             return xs[0], 0
         return max(xs, key=lambda x: self.evaluate(x).objective), len(xs)
 
-    def structure(self, reference: Mapping | None = None) -> Structure:
-        """The power allocation at the topology, sensing weights and beams of `reference` (default:
-        `self.reference()`, whose evaluations are not counted here: `reference_evaluations` says how
-        many a solver should charge), groups beyond M_max repaired (eq. 52): `monotonic_blocks`
+    def structure(self, at: Mapping | None = None) -> Structure:
+        """The power allocation at the topology, sensing weights and beams of the decision `at`
+        (default: `self.reference()`, whose evaluations are not counted here: `reference_evaluations`
+        says how many a solver should charge), groups beyond M_max repaired (eq. 52): `monotonic_blocks`
         (`PowerPrograms.separable`: one MonotonicProgram per CCN / CFN block, objectives adding up
-        to the USR), `monotonic` (the joint program, one branch) and `convex_blocks` (the same blocks
-        as ConvexPrograms in the power levels, `power_convex`)."""
-        x, spent = (reference, 0) if reference is not None else self.reference()
+        to the USR), `monotonic` (the joint program, one branch), `convex_blocks` (the same blocks
+        as ConvexPrograms in the power levels, `power_convex`, with block keys) and `discrete`
+        (the topology search space, `discrete()`)."""
+        x, spent = (at, 0) if at is not None else self.reference()
         x = self.space.check(x)
         if self.cfn_excess(x):
             x = {**x, **{f"grp_{m}": int(g) for m, g in enumerate(act.repair_groups(
                 np.array([[x[f"grp_{m}"] for m in range(self.p.M)]]), self.p)[0])}}
         progs = PowerPrograms(self.p, self.state, x, self.to_decision)
         return Structure(monotonic=[progs.joint()], monotonic_blocks=progs.separable(spent),
-                         convex_blocks=progs.convex(spent))
+                         convex_blocks=progs.convex(spent), discrete=self.discrete())
+
+    def discrete(self) -> DiscreteSearch:
+        """The topology as a discrete search space (`topology-search`): `fed_{m}_{j}` (as in the
+        frame problem), `grp_{m}`, and per CCN a resource split `off_{m}` in -(K+Q)..K+Q: CCN m keeps
+        the share clip((n_loc_m + off_m) / (K+Q), 0, 1) of its subcarriers (bl_m, rounded) and of its
+        APs' power (pl_a) for its n_loc_m local services, the rest going to its CFN (off = 0 is the
+        baselines' proportional rule, `rule`); sensing weights 0.5 (equal power; the power levels
+        are the convex blocks' variables). Under a restricted topology setting the bounds fix the
+        classification and the split as the frame problem's bounds do. Starts: the all-local and
+        all-federated rule layouts the setting allows, contiguous groups. Neighbours: see
+        `neighbours` below (single flips alone miss e.g. exchanging which user a CCN federates)."""
+        p, nk = self.p, self.p.K + self.p.Q
+        bounds = topology.frame_bounds(p.topology, p.B)
+        fixed = topology.federation(p.topology) is not None
+        space = Space(tuple(Integer(f"fed_{m}_{j}", *bounds["fed"]) for m in range(p.M) for j in range(nk))
+                      + tuple(Integer(f"grp_{m}", 0, p.R - 1) for m in range(p.M))
+                      + tuple(Integer(f"off_{m}", *((0, 0) if fixed else (-nk, nk))) for m in range(p.M)))
+
+        def complete(z: Mapping) -> dict:
+            fed = np.array([[int(z[f"fed_{m}_{j}"]) for j in range(nk)] for m in range(p.M)], dtype=bool)
+            x = self.rule(fed, np.array([int(z[f"grp_{m}"]) for m in range(p.M)]))
+            share = np.clip(((~fed).sum(axis=1) + np.array([int(z[f"off_{m}"]) for m in range(p.M)])) / nk, 0, 1)
+            x.update({f"bl_{m}": int(np.clip(round(p.B * share[m]), *bounds["bl"])) for m in range(p.M)})
+            x.update({f"pl_{a}": float(np.clip(share[a // p.A], *bounds["pl"])) for a in range(p.MA)})
+            return x
+
+        def isolate(z: Mapping, m: int) -> dict | None:
+            """Groups with CCN m alone in its CFN: the others of its CFN move to the other CFNs with
+            room (fewest members first); None if m is alone already or they do not fit (M_max)."""
+            grp = [int(z[f"grp_{i}"]) for i in range(p.M)]
+            others = [i for i in range(p.M) if i != m and grp[i] == grp[m]]
+            if not others:
+                return None
+            for i in others:
+                size = np.bincount([g for k, g in enumerate(grp) if k not in others or grp[k] != grp[m]],
+                                   minlength=p.R)
+                room = [r for r in np.argsort(size, kind="stable") if r != grp[m] and size[r] < p.M_max]
+                if not room:
+                    return None
+                grp[i] = int(room[0])
+            return {f"grp_{i}": grp[i] for i in range(p.M)}
+
+        def neighbours(z: Mapping) -> list[dict]:
+            """Flip one service (for a CCN without federated services also: and isolate the CCN in
+            its own CFN); swap a federated and a local service of one CCN; flip one service and move
+            its CCN's split by one step; move a CCN to another CFN; swap the CFNs of two CCNs; move a
+            split by one or two steps (within the bounds)."""
+            out = []
+            for m in range(p.M):
+                fed = [f"fed_{m}_{j}" for j in range(nk)]
+                off, lo, hi = f"off_{m}", space[f"off_{m}"].low, space[f"off_{m}"].high
+                steps = [d for d in (-2, -1, 1, 2) if lo <= z[off] + d <= hi]
+                if bounds["fed"][0] != bounds["fed"][1]:
+                    alone = isolate(z, m) if not any(z[a] for a in fed) else None
+                    for a in fed:
+                        out.append({a: 1 - z[a]})
+                        if alone:  # the CCN's first federated service, in a CFN of its own (|S_r| = 1, eq. 41)
+                            out.append({a: 1, **alone})
+                        out += [{a: 1 - z[a], off: z[off] + d} for d in steps if abs(d) == 1]
+                        out += [{a: 0, b: 1} for b in fed if z[a] == 1 and z[b] == 0]
+                out += [{off: z[off] + d} for d in steps]
+                out += [{f"grp_{m}": r} for r in range(p.R) if r != z[f"grp_{m}"]]
+                out += [{f"grp_{m}": z[f"grp_{i}"], f"grp_{i}": z[f"grp_{m}"]} for i in range(m + 1, p.M)
+                        if z[f"grp_{i}"] != z[f"grp_{m}"]]
+            return [{**z, **c} for c in out]
+
+        groups = self.contiguous_groups()
+        starts = [{**{f"fed_{m}_{j}": int(f) for m in range(p.M) for j in range(nk)},
+                   **{f"grp_{m}": int(groups[m]) for m in range(p.M)}, **{f"off_{m}": 0 for m in range(p.M)}}
+                  for f in topology.reference_federations(p.topology)]
+        return DiscreteSearch(space, complete, starts, neighbours)
 
     # -------------------------------------------------------------- evaluation
     def cfn_excess(self, x: Mapping) -> float:

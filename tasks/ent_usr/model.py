@@ -220,33 +220,80 @@ def _coherent_phase(inner: np.ndarray) -> np.ndarray:
 
 
 def nearest_angle(theta: np.ndarray, p: Params) -> np.ndarray:
-    """Index of the Theta angle (eq. 61) closest to theta."""
-    return np.argmin(np.abs(theta[..., None] - p.angles), axis=-1)
+    """Index of the Theta angle (eq. 61) closest to theta; on a tie the lower index (as argmin over
+    |theta - Theta|: Theta is sorted, so only the two neighbours of theta can be closest)."""
+    angles = p.angles
+    hi = np.clip(np.searchsorted(angles, theta), 1, len(angles) - 1)
+    lo = hi - 1
+    return np.where(np.abs(theta - angles[hi]) < np.abs(theta - angles[lo]), hi, lo)
 
 
 def resolve_mrt(p: Params, d: Decision, hl: np.ndarray, h_hat: np.ndarray, sub_ap: np.ndarray,
                 th_q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Replace beam index -1 - c by the c-th angle `around` codebook MRT (-1: MRT itself). Codebook
     MRT: for a user, the Theta angle maximizing the estimated gain sum_i |h_hat_aki^H v(theta)|^2 over the subbands the AP serves it on (the phase of eq. 62b /
-    67b then makes it coherent); for a target, the Theta angle closest to its predicted bearing."""
-    b = hl.shape[0]
+    67b then makes it coherent); for a target, the Theta angle closest to its predicted bearing.
+    hl (the diagonal blocks of h_hat) is implied by h_hat: the local gains are read off the full ones."""
+    b = h_hat.shape[0]
     if not ((d.beam_loc < 0).any() or (d.beam_fed < 0).any()):
         return d.beam_loc, d.beam_fed
-    code = channels.steering(p.angles, p.N)  # (n_angles, N)
-    g_loc = np.abs(hl.conj() @ code.T) ** 2  # (B, M, A, K, n_angles)
-    mrt_uc = np.argmax(g_loc, axis=-1).reshape(b, p.MA, p.K)
+    mrt_uc, mrt_fc = _mrt_users(p, h_hat, sub_ap)
+    mrt_fr = nearest_angle(th_q, p)  # (B, MA, MQ)
     ca = np.arange(p.MA) // p.A
-    own_q = ca[:, None] * p.Q + np.arange(p.Q)  # (MA, Q)
-    mrt_ur = nearest_angle(np.take_along_axis(th_q, np.broadcast_to(own_q, (b, p.MA, p.Q)), axis=2), p)
-    g_all = np.abs(h_hat.conj() @ code.T) ** 2  # (B, MA, MK, M, n_angles)
-    g_fed = np.einsum("bai,bakil->bakl", sub_ap.astype(np.float32), g_all)
-    mrt_fc = np.argmax(g_fed, axis=-1)
-    mrt_fr = nearest_angle(th_q, p)
+    own_q = ca[:, None] * p.Q + np.arange(p.Q)  # (MA, Q): the targets of AP a's own cell
+    mrt_ur = np.take_along_axis(mrt_fr, np.broadcast_to(own_q, (b, p.MA, p.Q)), axis=2)
     beam_loc = np.where(d.beam_loc < 0, around(np.concatenate([mrt_uc, mrt_ur], axis=-1), -1 - d.beam_loc, p),
                         d.beam_loc)
     beam_fed = np.where(d.beam_fed < 0, around(np.concatenate([mrt_fc, mrt_fr], axis=-1), -1 - d.beam_fed, p),
                         d.beam_fed)
     return beam_loc, beam_fed
+
+
+CHUNK = 8  # environments per block of the codebook-gain kernels (their intermediates stay in cache)
+
+
+def _gain_matrix(p: Params) -> np.ndarray:
+    """Real (2N, 2 n_angles) matrix W with [x0, y0, x1, y1, ...] @ W = [Re h^H v_l | Im h^H v_l] for
+    h = x + j y and v_l = c + j s the codebook vectors: h^H v = (x.c + y.s) + j (x.s - y.c)."""
+    code = channels.steering(p.angles, p.N)  # (L, N)
+    n_ang, n = code.shape
+    w = np.empty((n, 2, 2, n_ang), np.float32)  # (antenna, re/im of h, re/im of the product, angle)
+    w[:, 0, 0], w[:, 1, 0] = code.real.T, code.imag.T
+    w[:, 0, 1], w[:, 1, 1] = code.imag.T, -code.real.T
+    return w.reshape(2 * n, 2 * n_ang)
+
+
+def _gains_into(rows: np.ndarray, w: np.ndarray, out: np.ndarray) -> None:
+    """out = |h^H v_l|^2 for rows (..., 2N) float32 (interleaved re/im of h), out (..., n_angles); both
+    C-contiguous, multiplied as one 2-D matrix (a stacked matmul would loop over tiny products)."""
+    n_ang = out.shape[-1]
+    prod = rows.reshape(-1, rows.shape[-1]) @ w  # (rows, 2L)
+    np.square(prod, out=prod)
+    np.add(prod[:, :n_ang], prod[:, n_ang:], out=out.reshape(-1, n_ang))
+
+
+def _mrt_users(p: Params, h_hat: np.ndarray, sub_ap: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Codebook MRT of the users: local (B, MA, K), argmax_l |h_hat_akm^H v_l|^2 on the cell's subband
+    m; federated (B, MA, MK), argmax_l sum_i [i in S_r(a)] |h_hat_aki^H v_l|^2 (sum in the order of i).
+    Computed per block of CHUNK environments so that the gains (B, MA, MK, M, n_angles) never exist
+    in full."""
+    b = h_hat.shape[0]
+    w = _gain_matrix(p)
+    sub = sub_ap.astype(np.float32)  # (B, MA, M) 0/1
+    mrt_uc = np.empty((b, p.M, p.A, p.K), np.int64)
+    mrt_fc = np.empty((b, p.MA, p.MK), np.int64)
+    rows = np.ascontiguousarray(h_hat, np.complex64).view(np.float32)  # (B, MA, MK, M, 2N)
+    for lo in range(0, b, CHUNK):
+        hi = min(b, lo + CHUNK)
+        g = np.empty((hi - lo, p.MA, p.MK, p.M, p.n_angles), np.float32)
+        _gains_into(rows[lo:hi], w, g)
+        np.argmax(_diag_blocks(g, p), axis=-1, out=mrt_uc[lo:hi])
+        wt = sub[lo:hi]
+        g_fed = g[:, :, :, 0] * wt[:, :, None, 0, None]
+        for i in range(1, p.M):
+            g_fed += g[:, :, :, i] * wt[:, :, None, i, None]
+        np.argmax(g_fed, axis=-1, out=mrt_fc[lo:hi])
+    return mrt_uc.reshape(b, p.MA, p.K), mrt_fc
 
 
 def around(mrt: np.ndarray, c: np.ndarray, p: Params) -> np.ndarray:

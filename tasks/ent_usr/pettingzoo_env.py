@@ -20,7 +20,10 @@ from .env import EntUsrEnv
 class EntUsrParallelEnv(ParallelEnv):
     metadata = {"name": "ent_usr_v0", "render_modes": []}
 
-    def __init__(self, task, seed: int | None = None):
+    def __init__(self, task, seed: int | None = None, render_mode: None = None):
+        if render_mode is not None:
+            raise ValueError(f"render_mode {render_mode!r}: this environment has no rendering (render_modes: [])")
+        self.render_mode = render_mode
         self.task = task
         self.env: EntUsrEnv = task.make_env(1, seed)
         self.stages = self.env.stages

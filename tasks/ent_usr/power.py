@@ -32,6 +32,7 @@ subbands (one power per service for all of them, decision 5). Polyblock's bound 
 restricted program; the exact power program in lv is `power_convex` (SCA, no bound)."""
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Callable
 
@@ -78,6 +79,19 @@ class Block:
     @property
     def dim(self) -> int:
         return len(self.users) + len(self.targets)
+
+    def key(self) -> tuple[str, str]:
+        """The block's identity (`SeparablePrograms.keys`): its label and a digest of every array
+        that defines its power program; equal keys mean the same program (the signaling S, a
+        positive factor of the objective, is left out)."""
+        h = hashlib.sha1()
+        arrays = [self.users, self.targets, self.target_q, self.gain, self.err, self.weight, self.load,
+                  np.array([self.noise])] + [np.asarray(self.sense[k]) for k in sorted(self.sense)]
+        for a in arrays:
+            a = np.ascontiguousarray(a)
+            h.update(str((a.dtype, a.shape)).encode())
+            h.update(a.tobytes())
+        return self.label, h.hexdigest()
 
     def sinr(self, lv: np.ndarray) -> np.ndarray:
         """(n, U+T) levels -> (n, I, U) SINR of eq. 24-25."""
@@ -230,7 +244,7 @@ class PowerPrograms:
 
         programs = [program(k) for k in range(len(self.blocks))]
         return SeparablePrograms(programs, [pr.start for pr in programs], self.x_ref, self.combine_levels,
-                                 reference_evaluations)
+                                 reference_evaluations, keys=[b.key() for b in self.blocks])
 
     def _program(self, k: int) -> MonotonicProgram:
         b = self.blocks[k]

@@ -36,8 +36,10 @@ class EntUsrTask(SequentialTask):
     # on the shared 2-core machine with a second run beside it (measured, default preset)
     default_budget: ClassVar[Budget] = Budget(frames=48_000, evaluations=20)
     # per-frame polyblock / convex spend ~5 evaluations on bookkeeping: give them room to optimize
+    # topology-search: ~400 screened rule evaluations plus SCA on 6-10 power blocks per frame (docs/models/ent-usr.md)
     solver_budgets: ClassVar[dict[str, Budget]] = {"polyblock": Budget(evaluations=1000),
-                                                   "convex": Budget(evaluations=1000)}
+                                                   "convex": Budget(evaluations=1000),
+                                                   "topology-search": Budget(evaluations=600)}
     leaderboard_metrics: ClassVar[tuple[str, ...]] = USR_PARTS
     # Fig. 5 (a)-(f): MAPPO's per-update training metrics
     leaderboard_curves: ClassVar[tuple[str, ...]] = (tuple(f"train/{m}" for m in ("usr",) + USR_PARTS)
@@ -45,16 +47,25 @@ class EntUsrTask(SequentialTask):
 
     @classmethod
     def profiles(cls) -> dict[str, Profile]:
-        """Evaluation: the instance's 4 fixed episodes x 20 frames. Per-frame optimizers get
-        `evaluations` per frame problem; MAPPO variants (the task's topology setting) an equal
-        training-frame budget."""
+        """Evaluation: the instance's 4 fixed episodes x 20 frames, on the `paper` (Table I) and
+        `cooperative` scenarios. Per-frame optimizers get `evaluations` per frame problem; MAPPO
+        variants (the task's topology setting) an equal training-frame budget. `convex` within the
+        all-local / all-federated topologies and the `topology-search` oracle are the references of
+        the Fig. 5 orderings. Solvers that use no randomness (the fixed rules, convex, polyblock) run
+        one seed (their seeds are identical runs); the oracle one seed in `quick` (its randomness is
+        only the move order of its local search) and three in `paper`."""
         mappo = ("mappo", "mappo[topology=ccn-only]", "mappo[topology=cfn-only]")
-        solvers = ("random-mrt", "ccn-mrt", "cfn-mrt", "random", "optuna", "polyblock", "convex", *mappo)
+        convex = ("convex", "convex[topology=ccn-only]", "convex[topology=cfn-only]")
+        solvers = ("random-mrt", "ccn-mrt", "cfn-mrt", "random", "optuna", "polyblock", *convex, "topology-search",
+                   *mappo)
+        deterministic = {s: (0,) for s in ("ccn-mrt", "cfn-mrt", "polyblock", *convex)}
+        instances = ({}, {"scenario": "cooperative"})
         quick = {**cls.solver_budgets, **{m: Budget(frames=6_000) for m in mappo}}
         paper = {**cls.solver_budgets, **{m: Budget(frames=200_000) for m in mappo}}
-        return {"quick": Profile(budget=Budget(evaluations=20), budgets=quick, solvers=solvers),
-                "paper": Profile(budget=Budget(evaluations=100), budgets=paper, solvers=solvers,
-                                 seeds=tuple(range(10)))}
+        return {"quick": Profile(instances=instances, budget=Budget(evaluations=20), budgets=quick, solvers=solvers,
+                                 solver_seeds={**deterministic, "topology-search": (0,)}),
+                "paper": Profile(instances=instances, budget=Budget(evaluations=100), budgets=paper, solvers=solvers,
+                                 seeds=tuple(range(10)), solver_seeds={**deterministic, "topology-search": (0, 1, 2)})}
 
     def __init__(self, config=None):
         super().__init__(config)
@@ -64,9 +75,9 @@ class EntUsrTask(SequentialTask):
         self.layout = layout.base_layout(self.params, np.random.default_rng(layout_seq))
         self.eval_seed = int(eval_seq.generate_state(1)[0])
 
-    def figures(self) -> dict[int, Callable[..., list]]:
-        from .figures import topology_snapshot
-        return {4: topology_snapshot(self)}
+    def figures(self) -> dict[int | str, Callable[..., list]]:
+        from .figures import topology_map, topology_snapshot
+        return {4: topology_snapshot(self), "topology-map": topology_map(self)}
 
     def make_env(self, num_envs: int, seed: int | None = None) -> EntUsrEnv:
         """The batched multi-agent environment (isacbench.multiagent contract) on this instance's layout."""

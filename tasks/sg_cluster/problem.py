@@ -111,7 +111,7 @@ class SgClusterProblem(Problem):
                           metrics=m, objectives=objectives)
 
     # ------------------------------------------------------------------ monotonic structure (P2)
-    def structure(self) -> Structure:
+    def structure(self, at=None) -> Structure:  # `at` ignored: the structure depends on no decision
         """P2 / region scalar objective as monotonic programs, one per (L, N) with a feasible
         backhaul at p_c = 0 and N <= argmin_N CRLB (larger N are dominated): y = (p_c, p_s);
         f = rho R(L, p_c) + (1-rho) CRLB(N, p_s)^-1/2 and g = max(p_c + p_s - P^t, R(L, p_c) + e N - C)

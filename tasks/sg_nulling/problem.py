@@ -88,7 +88,7 @@ class SgNullingProblem(Problem):
         v = p2_violations(self.config, m, L, Q)
         return Evaluation(objective=m["ase_comm"], feasible=not v, violations=v, metrics=m)
 
-    def structure(self) -> Structure:
+    def structure(self, at=None) -> Structure:  # `at` ignored: the structure depends on no decision
         """The continuous relaxation per Q as convex programs, for SCA with rounding and repair
         (relaxation.py)."""
         from .relaxation import branches

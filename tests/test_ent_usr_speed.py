@@ -1,0 +1,148 @@
+"""The ent-usr speed work (issue 14) keeps the model's outputs.
+
+tests/data/ent_usr_reference.npz holds trajectories recorded with the code of commit dc25c4a, before
+the speed changes (fixed seeds, fixed random actions; `trajectory` below is the recording function):
+observations, states, rewards, every `model.evaluate` output, beams, metrics, channels, for the default
+instance, M = 9, and the ccn-only / cfn-only topologies. The new code must reproduce them: integer
+outputs (beam indices) and everything upstream of the sensing algebra exactly; the 4x4 inverses now
+come from a closed form (`sensing.inv_spd4`) instead of LAPACK, so the sensing outputs (and through the
+Kalman update, later frames) agree to rounding, well inside RTOL.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from isacbench.tasks.ent_usr import EntUsrTask, channels, model, sensing
+
+REFERENCE = Path(__file__).parent / "data" / "ent_usr_reference.npz"
+CASES = {"default": {}, "m9": {"M": 9, "R": 2}, "ccn": {"topology": "ccn-only"}, "cfn": {"topology": "cfn-only"}}
+RTOL = 1e-6  # relative to each array's largest magnitude; the observed differences are below 1e-8
+KEYS = ("rate", "sinr_loc", "sinr_fed", "F", "J", "J_pred", "err_pos", "err_vel", "usr", "signaling",
+        "beam_loc", "beam_fed")
+
+
+def trajectory(task: EntUsrTask, big: bool, num_envs: int = 3, frames: int = 4, seed: int = 7) -> dict:
+    """The recorded quantities of `frames` frames under uniform random actions (rng seed 123)."""
+    env = task.make_env(num_envs, seed)
+    rng = np.random.default_rng(123)
+    out = {}
+    for f in range(frames):
+        for stage in env.stages:
+            acts = {}
+            for role in stage:
+                out[f"obs_{role}_{f}"] = env.observe(role).copy() if big else env.observe(role).sum(-1)
+                acts[role] = env.roles[role].sample(env.num_envs, rng)
+            out[f"state_{f}"] = env.state().copy() if big else env.state().sum(-1)
+            env.act(acts)
+        r, _, m = env.end_frame()
+        out[f"reward_{f}"] = r
+        for k in KEYS + (("h_hat", "delta") if big else ()):
+            out[f"{k}_{f}"] = np.asarray(env.last[k])
+        out[f"x_hat_{f}"] = env.x_hat.copy()
+        if big:
+            out[f"h_{f}"] = env.h.copy()
+        for k, v in m.items():
+            out[f"m_{k}_{f}"] = np.asarray(v)
+    return out
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return np.load(REFERENCE)
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_environment_reproduces_the_outputs_recorded_before_the_speed_changes(reference, case):
+    got = trajectory(EntUsrTask(CASES[case]), big=case == "default")
+    checked = 0
+    for key, value in got.items():
+        name = f"{case}/{key}"
+        if name not in reference.files:  # channels are stored for frames 0 and 3 only
+            continue
+        ref, value = reference[name], np.asarray(value)
+        assert ref.shape == value.shape, name
+        if ref.dtype.kind in "iub":
+            np.testing.assert_array_equal(value, ref, err_msg=name)
+        else:
+            scale = np.max(np.abs(ref)) if ref.size else 0.0
+            np.testing.assert_allclose(value, ref, rtol=RTOL, atol=RTOL * scale, err_msg=name)
+        checked += 1
+    assert checked > 50
+
+
+def test_upstream_of_the_sensing_algebra_is_bit_identical(reference):
+    """Channels, estimates, beams and SINRs of the first frame do not touch the 4x4 inverses."""
+    got = trajectory(EntUsrTask(), big=True, frames=1)
+    for key in ("h_0", "h_hat_0", "delta_0", "beam_loc_0", "beam_fed_0", "sinr_loc_0", "sinr_fed_0", "rate_0",
+                "obs_lcp_0", "obs_fpb_0"):
+        np.testing.assert_array_equal(got[key], reference[f"default/{key}"], err_msg=key)
+
+
+def test_blockwise_normal_draws_are_the_stream_of_one_draw():
+    shape = (19, 3, 5, 2, 4)  # 19 environments: blocks of channels.CHUNK and a remainder
+    a = channels.cn(np.random.default_rng(5), shape)
+    raw = np.random.default_rng(5).standard_normal((*shape, 2), dtype=np.float32)
+    np.testing.assert_array_equal(a, (raw * np.float32(np.sqrt(0.5))).view(np.complex64)[..., 0])
+    h_prev = channels.cn(np.random.default_rng(6), shape)
+    lam = np.random.default_rng(7).random(shape[:3]) + 0.1
+    new = channels.evolve(h_prev, lam, 0.9, np.random.default_rng(8))
+    eps = channels.cn(np.random.default_rng(8), shape)
+    old = eps * np.sqrt((1 - 0.9**2) * lam).astype(np.float32)[..., None, None] + np.float32(0.9) * h_prev
+    np.testing.assert_array_equal(new, old)
+
+
+def test_mmse_estimate_blockwise_equals_the_direct_formula():
+    p = EntUsrTask().params
+    rng = np.random.default_rng(0)
+    shape = (11, p.MA, p.MK, p.M, p.N)
+    h, h_prev, noise = (channels.cn(rng, shape) for _ in range(3))
+    lam = rng.random((11, p.MA, p.MK, 1)) * 1e-9
+    pilots = rng.integers(0, 5, (11, p.MA, p.MK, p.M)).astype(float)
+    got, delta = channels.mmse_estimate(h, h_prev, lam, pilots, noise, p)
+    # the formula of the previous implementation, in complex arithmetic
+    lam_bar = (1 - p.rho**2) * lam
+    snr = p.p_ce * pilots * lam_bar
+    gain = snr / (snr + p.noise)
+    scale = np.where(pilots > 0, np.sqrt(p.noise / np.maximum(p.p_ce * pilots, 1e-300)), 0.0)
+    want = h_prev * ((1.0 - gain) * p.rho).astype(np.float32)[..., None]
+    want += h * gain.astype(np.float32)[..., None]
+    want += noise * (gain * scale).astype(np.float32)[..., None]
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(delta, channels.error_variance(lam_bar, pilots, p.p_ce, p.noise))
+
+
+def test_mrt_users_equal_the_direct_argmax():
+    p = EntUsrTask().params
+    rng = np.random.default_rng(2)
+    b = 21
+    h_hat = channels.cn(rng, (b, p.MA, p.MK, p.M, p.N))
+    sub = rng.random((b, p.MA, p.M)) < 0.5
+    code = channels.steering(p.angles, p.N)
+    g_all = np.abs(h_hat.conj() @ code.T) ** 2
+    want_fc = np.argmax(np.einsum("bai,bakil->bakl", sub.astype(np.float32), g_all), axis=-1)
+    want_uc = np.argmax(np.abs(model._diag_blocks(h_hat, p).conj() @ code.T) ** 2, axis=-1).reshape(b, p.MA, p.K)
+    got_uc, got_fc = model._mrt_users(p, h_hat, sub)
+    np.testing.assert_array_equal(got_uc, want_uc)
+    np.testing.assert_array_equal(got_fc, want_fc)
+
+
+def test_nearest_angle_equals_argmin():
+    p = EntUsrTask().params
+    theta = np.concatenate([np.random.default_rng(3).uniform(-np.pi / 2, np.pi / 2, 5000), p.angles,
+                            (p.angles[1:] + p.angles[:-1]) / 2, [-np.pi / 2 + 1e-12, np.pi / 2]])
+    want = np.argmin(np.abs(theta[..., None] - p.angles), axis=-1)
+    np.testing.assert_array_equal(model.nearest_angle(theta, p), want)
+
+
+def test_closed_form_4x4_inverse_matches_lapack():
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((2000, 4, 7))
+    scale = np.array([1e3, 1e3, 1.0, 1.0])  # position and velocity information on different scales
+    J = x @ np.swapaxes(x, -1, -2) * scale[:, None] * scale
+    want = np.linalg.inv(J)
+    got = sensing.inv_spd4(J)
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12 * np.abs(want).max())
+    np.testing.assert_array_equal(got, np.swapaxes(got, -1, -2))  # symmetric by construction

@@ -168,7 +168,7 @@ def test_kill_9_of_a_sweep_ends_its_workers_and_its_parent_run_is_marked_killed(
         p.send_signal(signal.SIGKILL)
         p.wait()
     try:
-        wait_for(lambda: all(gone(w) for w in workers), timeout=20)
+        wait_for(lambda: all(gone(w) for w in workers), timeout=60)  # a hang guard: they poll every ~1 s
     finally:
         for w in workers:
             if not gone(w):

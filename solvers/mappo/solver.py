@@ -50,6 +50,16 @@ def tracked(stats: dict) -> dict:
     return {f"train/{k}": v for k, v in stats.items() if k != "frames"}
 
 
+def training_frames(budget: Budget, hyper: Hyper, frames_per_episode: int) -> int | None:
+    """The training frames of `budget` (the preset's when it names neither frames nor seconds; None:
+    a time budget only); UserError when they do not cover one rollout."""
+    total = budget.frames if budget.frames is not None else (None if budget.seconds else hyper.frames)
+    if total is not None and total < hyper.num_envs * frames_per_episode:
+        raise UserError(f"solver mappo: budget of {total} frames is below one rollout "
+                        f"(num_envs={hyper.num_envs} x {frames_per_episode} frames per episode)")
+    return total
+
+
 class MAPPO(LearningSolver):
     """Trains every role the environment lists (`env.roles`); any sequential task (`make_env`)."""
 
@@ -66,11 +76,8 @@ class MAPPO(LearningSolver):
         resolve_device(cfg.device)
         env = task.make_env(1, 0)
         frames = env.frames_per_episode
-        total = budget.frames if budget.frames is not None else (None if budget.seconds else hyper.frames)
+        total = training_frames(budget, hyper, frames)
         rollout = hyper.num_envs * frames
-        if total is not None and total < rollout:
-            raise UserError(f"solver mappo: budget of {total} frames is below one rollout "
-                            f"(num_envs={hyper.num_envs} x {frames} frames per episode)")
         if total is not None and total % rollout:
             used = total - total % rollout
             log.warning(f"solver mappo trains in whole rollouts of {rollout:,} frames (num_envs={hyper.num_envs} "
@@ -107,10 +114,7 @@ class MAPPO(LearningSolver):
             for h in history:  # the resumed run carries the whole curve
                 reporter.log_metrics(tracked(h), int(h["frames"]))
         per_update = hyper.num_envs * env.frames_per_episode
-        total_frames = budget.frames if budget.frames is not None else (None if budget.seconds else hyper.frames)
-        if total_frames is not None and total_frames < per_update:
-            raise UserError(f"solver mappo: budget of {total_frames} frames is below one rollout "
-                            f"(num_envs={hyper.num_envs} x {env.frames_per_episode} frames per episode)")
+        total_frames = training_frames(budget, hyper, env.frames_per_episode)
         n_updates = None if total_frames is None else total_frames // per_update
         out = Path(reporter.artifact_dir) / checkpoint.FOLDER if reporter.artifact_dir else None
         fixed = {"entropy": entropy, "hyper": dataclasses.asdict(hyper), "env": checkpoint.signature(env)}

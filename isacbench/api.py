@@ -459,6 +459,9 @@ class Task(ABC):
     #: config keys that restrict the decision (e.g. ent-usr's topology) rather than define the
     #: instance: left out of the instance id, shown in the run's variant label like solver settings
     setting_keys: ClassVar[tuple[str, ...]] = ()
+    #: the solver whose runs are the instance's oracle (e.g. ent-usr's per-frame, genie-aided
+    #: `topology-search`): the leaderboard shows every solver's gap to its mean (None: no column)
+    oracle: ClassVar[str | None] = None
 
     def __init__(self, config: Mapping | TaskConfig | None = None):
         self.config = config if isinstance(config, self.Config) else build_config(self.Config, config, f"task {self.name}")
@@ -487,13 +490,23 @@ class Task(ABC):
 class Reporter:
     """How long-running work reports back: a progress callback (fraction done, status
     text), step-indexed metrics (streamed to MLflow), and a folder whose files the
-    runner logs as artifacts (checkpoints, plots). Defaults do nothing."""
+    runner logs as artifacts (checkpoints, plots). Defaults do nothing.
+
+    `evaluate` (set by the runner for a learning solver; None elsewhere): plays a policy on the
+    task's fixed evaluation episodes (`SequentialTask.evaluation_env`), the same episodes and
+    scoring as the run's final result, and returns the per-frame metric means, the objective
+    metric first (e.g. ent-usr: {"usr": ..., "utility": ..., ...}). A learning solver may call it
+    during training (e.g. every N updates) and log the values as `eval/<metric>` at its step. The
+    episodes are fixed (no generator of the solver's is used); a stochastic policy draws from
+    torch's global generator, which the solver isolates (MAPPO forks and seeds it per evaluation),
+    so that training is the same with or without evaluation."""
 
     progress: Callable[[float, str], None] = lambda fraction, text: None
     log_metrics: Callable[[dict, int], None] = lambda metrics, step: None
     artifact_dir: str | None = None
     run_id: str | None = None
     tracking_uri: str | None = None  # the store of this run (e.g. to resume from another run's artifacts)
+    evaluate: Callable[[Policy], dict[str, float]] | None = None
 
 
 #: builds a batched multi-agent environment: (num_envs, seed) -> MultiAgentEnv

@@ -58,6 +58,13 @@ def play_policy(task: SequentialTask, policy: Policy, progress: Progress = lambd
     return play(task, task.evaluation_env(), step, progress)
 
 
+def policy_means(task: SequentialTask, policy: Policy, progress: Progress = lambda f, t: None) -> dict[str, float]:
+    """The per-frame metric means of `policy` on the evaluation episodes (`play_policy`), the
+    objective metric first: what `Reporter.evaluate` returns to a learning solver during training."""
+    means = play_policy(task, policy, progress).evaluation.metrics
+    return {task.objective_metric: means[task.objective_metric], **means}
+
+
 def play_per_frame(task: SequentialTask, solve: Callable[[Problem, Budget], "Solved"], budget: Budget,
                    progress: Progress = lambda f, t: None) -> "Solved":
     """Every frame of every evaluation episode: solve its frame problem within the per-frame budget

@@ -134,7 +134,8 @@ def execute(task: Task, solver: Solver, budget: Budget, seed: int, reporter: Rep
     if isinstance(task, SequentialTask):
         if isinstance(solver, LearningSolver):  # two phases of one progress scale
             progress = reporter.progress
-            training = replace(reporter, progress=lambda f, text: progress(TRAINING_SHARE * f, "training: " + text))
+            training = replace(reporter, progress=lambda f, text: progress(TRAINING_SHARE * f, "training: " + text),
+                               evaluate=lambda policy: episodes.policy_means(task, policy))
             policy = solver.train(task.make_env, budget, rng, training)
             return episodes.play_policy(task, policy, lambda f, text: progress(
                 TRAINING_SHARE + (1 - TRAINING_SHARE) * f, "evaluation: " + text))

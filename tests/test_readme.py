@@ -48,3 +48,6 @@ def test_add_a_marl_solver_example_trains_and_is_evaluated_by_the_runner(tmp_pat
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     history = client.get_metric_history(result["run_id"], "train/return")
     assert [m.step for m in history] == [160, 320, 480, 640]
+    # its evaluation during training (`reporter.evaluate`, every 4th update): the same episodes and scoring
+    (evaluated,) = client.get_metric_history(result["run_id"], "eval/usr")
+    assert evaluated.step == 640 and evaluated.value == result["objective"]

@@ -90,6 +90,8 @@ class MappoConfig(Config):
     threads: int = Field(1, ge=1, le=256, description="torch intra-op threads while training (1 avoids "
                                                        "oversubscribing a shared CPU)")
     checkpoint_every: int = Field(10, ge=1, description="save a checkpoint every N updates")
+    eval_every: int = Field(10, ge=0, description="play the policy on the task's evaluation episodes every N "
+                                                   "updates and after the last (logged as eval/<metric>); 0: never")
     resume: str | None = Field(None, description="MLflow run id (or checkpoint file/folder) to continue from")
 
     def hyper(self) -> Hyper:

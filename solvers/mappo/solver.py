@@ -1,6 +1,7 @@
 """MAPPO solver: the training loop (rollout -> advantages -> PPO epochs), tracking, checkpoints."""
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import time
@@ -21,6 +22,7 @@ from .policy import ActorCritic, MAPPOPolicy
 from .rollout import collect
 
 log = logging.getLogger(__name__)
+EVAL = "eval/"  # prefix of the periodic evaluation's metrics (`Reporter.evaluate`) in the history and MLflow
 
 
 def resolve_device(name: str) -> torch.device:
@@ -46,8 +48,8 @@ def derive(entropy: int, *key: int) -> tuple[int, int]:
 def tracked(stats: dict) -> dict:
     """MLflow names of one update's metrics: `train/<name>` (the environment's per-frame metrics,
     losses, diagnostics), apart from the evaluation's own metrics that the runner logs for the
-    same run under their plain names."""
-    return {f"train/{k}": v for k, v in stats.items() if k != "frames"}
+    same run under their plain names; the periodic evaluation's `eval/<metric>` keep theirs."""
+    return {k if k.startswith(EVAL) else f"train/{k}": v for k, v in stats.items() if k != "frames"}
 
 
 def training_frames(budget: Budget, hyper: Hyper, frames_per_episode: int) -> int | None:
@@ -66,7 +68,8 @@ class MAPPO(LearningSolver):
     name = "mappo"
     description = "multi-agent PPO, centralized training / decentralized execution (ENT-USR Sec. V)"
     Config = MappoConfig
-    operational_keys: ClassVar[frozenset[str]] = frozenset({"device", "threads", "checkpoint_every", "resume"})
+    operational_keys: ClassVar[frozenset[str]] = frozenset({"device", "threads", "checkpoint_every", "eval_every",
+                                                            "resume"})
 
     def check(self, task: SequentialTask, budget: Budget, tracking_uri: str | None = None) -> None:
         """Before the run is recorded: the device exists, the budget covers one rollout, and the
@@ -120,6 +123,7 @@ class MAPPO(LearningSolver):
         fixed = {"entropy": entropy, "hyper": dataclasses.asdict(hyper), "env": checkpoint.signature(env)}
         t0, k = time.perf_counter(), start_update
         last, metric_names = 0.0, ()
+        evaluating = reporter.evaluate is not None and cfg.eval_every > 0
         while True:
             elapsed = time.perf_counter() - t0
             if n_updates is not None and k >= n_updates:
@@ -133,12 +137,19 @@ class MAPPO(LearningSolver):
             k, frames = k + 1, frames + stats.pop("frames_collected")
             stats["fps"] = per_update / last
             history.append({"frames": frames, **stats})
+            done = k / n_updates if n_updates else min(1.0, (time.perf_counter() - t0) / budget.seconds)
+            if evaluating and (k % cfg.eval_every == 0 or k == n_updates):
+                t0 += self._evaluate(model, reporter, entropy, k, done, history[-1])  # not training time
             if out is not None and k % cfg.checkpoint_every == 0:
                 self._save(out, model, optimizer, {**fixed, "update": k, "frames": frames, "history": history},
                            metric_names)
-            reporter.log_metrics(tracked(stats), frames)
-            done = k / n_updates if n_updates else min(1.0, (time.perf_counter() - t0) / budget.seconds)
-            reporter.progress(done, f"mappo: update {k}, {stats['fps']:.0f} frames/s, return {stats['return']:.4g}")
+            reporter.log_metrics(tracked(history[-1]), frames)
+            objective = next((f", {m} {v:.4g}" for m, v in history[-1].items() if m.startswith(EVAL)), "")
+            reporter.progress(done, f"mappo: update {k}, {stats['fps']:.0f} frames/s, return {stats['return']:.4g}"
+                                    + objective)
+        if evaluating and history and not any(m.startswith(EVAL) for m in history[-1]):  # e.g. a time budget's end
+            self._evaluate(model, reporter, entropy, k, 1.0, history[-1])
+            reporter.log_metrics({m: v for m, v in history[-1].items() if m.startswith(EVAL)}, frames)
         if out is not None and history:
             self._save(out, model, optimizer, {**fixed, "update": k, "frames": frames, "history": history},
                        metric_names)
@@ -162,6 +173,21 @@ class MAPPO(LearningSolver):
         stats = {**rollout.metrics, "return": rollout.episode_return, "reward": float(rollout.rewards.mean()),
                  **losses, "clip": clip, "ent_coef": ent_coef, "frames_collected": rollout.frames}
         return stats, tuple(rollout.metrics)
+
+    def _evaluate(self, model: ActorCritic, reporter: Reporter, entropy: int, k: int, done: float,
+                  entry: dict) -> float:
+        """Play a copy of the policy after update `k` on the task's evaluation episodes
+        (`reporter.evaluate`) and add the metric means to the update's history `entry` as
+        `eval/<metric>`. The copy leaves the training model alone (device, mode), and the torch
+        generator is forked and seeded from the run's stream (3, k): training draws the same
+        random numbers with or without evaluation. Returns the seconds it took."""
+        tick = time.perf_counter()
+        reporter.progress(done, f"mappo: evaluating the policy of update {k} on the evaluation episodes")
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(derive(entropy, 3, k)[0])
+            means = reporter.evaluate(MAPPOPolicy(copy.deepcopy(model), self.config.deterministic))
+        entry.update({f"{EVAL}{m}": float(v) for m, v in means.items()})
+        return time.perf_counter() - tick
 
     def _save(self, out: Path, model, optimizer, meta: dict, metric_names: tuple[str, ...]) -> None:
         checkpoint.save(out / checkpoint.FILE, model, optimizer, meta)

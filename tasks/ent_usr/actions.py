@@ -6,6 +6,7 @@ import numpy as np
 
 from .config import Params
 from .model import Decision, service_masks
+from .mrt import TRUE_MRT  # noqa: F401  (beam index meaning true MRT, w = h_hat / ||h_hat||: mrt.py)
 
 MRT = -1  # beam index meaning "codebook MRT": the Theta angle of largest estimated gain / target bearing
 
@@ -88,17 +89,18 @@ def project(p: Params, d: Decision) -> Decision:
 
 def rule_decision(p: Params, fed_users: np.ndarray, fed_targets: np.ndarray, b_loc: np.ndarray,
                   p_loc: np.ndarray, group: np.ndarray, sense_loc: np.ndarray, sense_fed: np.ndarray,
-                  repair: bool = True) -> Decision:
-    """A structured decision: codebook-MRT beams, and per AP and regime equal shares within each
-    service type, comm services weighted (1 - w), sensing services w (w = 0.5: equal power to
-    every service the AP serves); the AP's whole budget is used. sense_*: (B, MA) weights w.
-    repair=False keeps an over-full grouping (the frame problem reports it as infeasible)."""
+                  repair: bool = True, beam: int = MRT) -> Decision:
+    """A structured decision: MRT beams (beam = MRT: codebook MRT; TRUE_MRT: true MRT, mrt.py), and
+    per AP and regime equal shares within each service type, comm services weighted (1 - w), sensing
+    services w (w = 0.5: equal power to every service the AP serves); the AP's whole budget is used.
+    sense_*: (B, MA) weights w. repair=False keeps an over-full grouping (the frame problem reports
+    it as infeasible)."""
     b = fed_users.shape[0]
     d = Decision(fed_users=fed_users.astype(bool), fed_targets=fed_targets.astype(bool),
                  b_loc=np.asarray(b_loc, np.int64), p_loc=np.asarray(p_loc, float),
                  group=repair_groups(group, p) if repair else np.asarray(group, np.int64),
-                 frac_loc=np.zeros((b, p.MA, p.K + p.Q)), beam_loc=np.full((b, p.MA, p.K + p.Q), MRT),
-                 frac_fed=np.zeros((b, p.MA, p.MK + p.MQ)), beam_fed=np.full((b, p.MA, p.MK + p.MQ), MRT))
+                 frac_loc=np.zeros((b, p.MA, p.K + p.Q)), beam_loc=np.full((b, p.MA, p.K + p.Q), beam),
+                 frac_fed=np.zeros((b, p.MA, p.MK + p.MQ)), beam_fed=np.full((b, p.MA, p.MK + p.MQ), beam))
     loc_mask, fed_mask = service_masks(p, d)
     for mask, w, n_comm, name in ((loc_mask, sense_loc, p.K, "frac_loc"), (fed_mask, sense_fed, p.MK, "frac_fed")):
         weight = np.concatenate([np.broadcast_to((1.0 - w)[..., None], (b, p.MA, n_comm)),

@@ -1,16 +1,18 @@
 """The static decision of one frame as an isacbench Problem, for centralized, genie-aided
 per-frame optimizers (random, optuna, polyblock, convex, the MRT baselines).
 
-Decision variables (compact parametrization of eq. 47-51; beams are codebook MRT):
+Decision variables (compact parametrization of eq. 47-51; beams are MRT: codebook, or true with `true_mrt`):
   fed_{m}_{j}  Integer 0..1    service j of CCN m (users 0..K-1, then targets) is federated (eq. 57-58)
   bl_{m}       Integer 0..B    dedicated subcarriers B_m^L (eq. 60)
   pl_{a}       Real [0, 1]     P_a^L / P_max (eq. 59)
   grp_{m}      Integer 0..R-1  CFN of CCN m (eq. 65); feasible iff every |S_r| <= M_max (eq. 52)
   wl_{a}, wf_{a} Real [0, 1]   sensing weight of AP a in the L / F regime: each served user gets a
                                share proportional to 1 - w, each served target to w (0.5 = equal power)
-Optional (default 1, not sampled by black-box solvers; see `FrameSpace`):
-  lv_{m}_{j}   Real [0, LV_MAX] power level of service j of CCN m: every AP's share for it is scaled by
-                               lv, then an AP whose shares exceed its budget scales them all down (eq. 16-17)
+Optional (not sampled by black-box solvers; see `FrameSpace`):
+  lv_{m}_{j}   Real [0, LV_MAX] power level of service j of CCN m (default 1): every AP's share for it is
+                               scaled by lv, then an AP whose shares exceed its budget scales them all down (eq. 16-17)
+  true_mrt     Real {0, 1}     1: true MRT beams (w = h_hat / ||h_hat||, mrt.py) instead of codebook MRT
+                               (default 0); the rule baselines' `beam=mrt`
 The objective is the frame's USR (eq. 42) computed with the estimated CSI of the frame; the metrics
 are `metrics.METRICS`, as the environment's `end_frame` reports them.
 Under a restricted topology setting (`Params.topology`, topology.py) the bounds fix the topology:
@@ -63,6 +65,7 @@ class EntUsrFrameProblem(Problem):
         self.p, self.state, self.label = p, state, label
         nk = p.K + p.Q
         levels = tuple(Real(f"lv_{m}_{j}", 0.0, LV_MAX) for m in range(p.M) for j in range(nk))
+        levels += (Real("true_mrt", 0.0, 1.0),)  # last of the optional variables (default 0)
         bounds = topology.frame_bounds(p.topology, p.B)
         self.space = FrameSpace(
             tuple(Integer(f"fed_{m}_{j}", *bounds["fed"]) for m in range(p.M) for j in range(nk))
@@ -70,7 +73,8 @@ class EntUsrFrameProblem(Problem):
             + tuple(Real(f"pl_{a}", *bounds["pl"]) for a in range(p.MA))
             + tuple(Integer(f"grp_{m}", 0, p.R - 1) for m in range(p.M))
             + tuple(Real(f"wl_{a}", 0.0, 1.0) for a in range(p.MA))
-            + tuple(Real(f"wf_{a}", 0.0, 1.0) for a in range(p.MA)), optional=levels, defaults=(1.0,) * len(levels))
+            + tuple(Real(f"wf_{a}", 0.0, 1.0) for a in range(p.MA)), optional=levels,
+            defaults=(1.0,) * (len(levels) - 1) + (0.0,))
 
     # -------------------------------------------------------------- conversions
     def to_decision(self, x: Mapping, repair: bool = True) -> model.Decision:
@@ -80,17 +84,21 @@ class EntUsrFrameProblem(Problem):
         fed = np.array([[x[f"fed_{m}_{j}"] for j in range(nk)] for m in range(p.M)], dtype=bool)
         vec = lambda name, n: np.array([[x[f"{name}_{i}"] for i in range(n)]], dtype=float)  # noqa: E731
         group = np.array([[int(x[f"grp_{m}"]) for m in range(p.M)]])
+        if x.get("true_mrt", 0.0) not in (0.0, 1.0):
+            raise UserError(f"decision variable 'true_mrt'={x['true_mrt']!r} must be 0 (codebook MRT) or 1 (true MRT)")
         d = act.rule_decision(p, fed[None, :, : p.K].reshape(1, p.MK), fed[None, :, p.K:].reshape(1, p.MQ),
                               vec("bl", p.M).astype(np.int64), vec("pl", p.MA) * p.P_max, group,
-                              vec("wl", p.MA), vec("wf", p.MA), repair=repair)
+                              vec("wl", p.MA), vec("wf", p.MA), repair=repair,
+                              beam=act.TRUE_MRT if x.get("true_mrt", 0.0) else act.MRT)
         lv = np.array([[float(x.get(f"lv_{m}_{j}", 1.0)) for j in range(nk)] for m in range(p.M)])
         return apply_levels(p, d, lv[None])
 
-    def rule(self, fed: np.ndarray, group: np.ndarray) -> dict:
+    def rule(self, fed: np.ndarray, group: np.ndarray, beam: str = "codebook") -> dict:
         """The baselines' decision for classification fed (M, K+Q) and grouping (M,): each CCN keeps
         the share of its subcarriers and of its APs' power that its local services make of all its
-        services, codebook-MRT beams and equal power per service (w = 0.5). Under a restricted
-        topology the classification is the fixed one (`topology.restrict_federation`)."""
+        services, MRT beams (beam: "codebook" MRT, or "mrt": true MRT, `true_mrt` = 1) and equal power
+        per service (w = 0.5). Under a restricted topology the classification is the fixed one
+        (`topology.restrict_federation`)."""
         p = self.p
         fed = topology.restrict_federation(p.topology, fed)
         n_loc = (~fed).sum(axis=1)
@@ -99,6 +107,10 @@ class EntUsrFrameProblem(Problem):
         x.update({f"pl_{a}": float(n_loc[a // p.A] / (p.K + p.Q)) for a in range(p.MA)})
         x.update({f"grp_{m}": int(group[m]) for m in range(p.M)})
         x.update({f"{w}_{a}": 0.5 for w in ("wl", "wf") for a in range(p.MA)})
+        if beam == "mrt":
+            x["true_mrt"] = 1.0
+        elif beam != "codebook":
+            raise ValueError(f"beam={beam!r}: 'codebook' or 'mrt'")
         return x
 
     def contiguous_groups(self) -> np.ndarray:
@@ -123,7 +135,8 @@ class EntUsrFrameProblem(Problem):
         (`PowerPrograms.separable`: one MonotonicProgram per CCN / CFN block, objectives adding up
         to the USR), `monotonic` (the joint program, one branch), `convex_blocks` (the same blocks
         as ConvexPrograms in the power levels, `power_convex`, with block keys) and `discrete`
-        (the topology search space, `discrete()`)."""
+        (the topology search space, `discrete()`). The programs need codebook beams: `true_mrt` = 1
+        at `at` is a UserError."""
         x, spent = (at, 0) if at is not None else self.reference()
         x = self.space.check(x)
         if self.cfn_excess(x):

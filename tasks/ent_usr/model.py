@@ -12,7 +12,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from . import channels, sensing, signaling
+from . import channels, mrt, sensing, signaling
 from .config import Params
 
 
@@ -45,7 +45,8 @@ class Decision:
     group: np.ndarray  # (B, M) int in [0, R): CFN of each CCN (eq. 65), |S_r| <= M_max
     frac_loc: np.ndarray  # (B, MA, K+Q): share of P_a^L per local service (eq. 62a, 63a)
     beam_loc: np.ndarray  # (B, MA, K+Q) int: Theta index per local service (eq. 62b, 63b); -1 - c: the
-    #                       c-th angle around codebook MRT (-1 = MRT itself, see resolve_mrt / around)
+    #                       c-th angle around codebook MRT (-1 = MRT itself, see resolve_mrt / around);
+    #                       mrt.TRUE_MRT: true MRT, no codebook angle (w = h_hat / ||h_hat||, see mrt.py)
     frac_fed: np.ndarray  # (B, MA, MK+MQ): share of P_a^F per federated service (eq. 67a, 68a)
     beam_fed: np.ndarray  # (B, MA, MK+MQ) int: beam-angle index (eq. 67b, 68b)
 
@@ -121,10 +122,11 @@ def evaluate(p: Params, s: FrameState, d: Decision) -> dict:
     sub_ap = d.group[:, ca][:, :, None] == d.group[:, None, :]  # (B, MA, M): i in S_{r(a)}
     th_q = channels.bearing(s.ap, s.x_pred[..., :2])  # (B, MA, MQ) at the predicted positions
     beam_loc, beam_fed = resolve_mrt(p, d, hl, h_hat, sub_ap, th_q)
+    exact = mrt.beams(p, d, hl, h_hat, th_q, beam_loc, beam_fed)  # None: codebook beams only (mrt.TRUE_MRT)
 
     # ---- L-regime SINR and rate (eq. 24-26), cell m on subband m with its A APs
     code = channels.steering(angles, p.N)  # v(theta), theta in Theta
-    vl = code[beam_loc].reshape(b, p.M, p.A, p.K + p.Q, p.N)
+    vl = code[beam_loc].reshape(b, p.M, p.A, p.K + p.Q, p.N) if exact is None else exact.loc
     pl = pw_loc.reshape(b, p.M, p.A, p.K + p.Q)
     phase = _coherent_phase(np.einsum("...n,...n->...", hl.conj(), vl[..., : p.K, :]))  # e^{-j phi_ak} (eq. 62b)
     tx = (np.sqrt(pl[..., : p.K]).astype(np.float32) * phase)[..., None] * vl[..., : p.K, :]  # (B, M, A, k', N)
@@ -142,11 +144,12 @@ def evaluate(p: Params, s: FrameState, d: Decision) -> dict:
     onehot = d.group[..., None] == np.arange(p.R)  # (B, M, R)
     vf = code[beam_fed]  # (B, MA, MK+MQ, N)
     hf = h_hat.transpose(0, 3, 1, 2, 4).conj()  # (B, i, MA, MK, N)
-    vfk = np.broadcast_to(vf[:, None, :, : p.MK], hf.shape)
+    vfu = vf[:, None, :, : p.MK] if exact is None else exact.fed_users  # (B, 1 or M subbands, MA, MK, N)
+    vfk = np.broadcast_to(vfu, hf.shape)
     phase_f = _coherent_phase(np.einsum("...n,...n->...", hf, vfk))  # (B, i, MA, k') (eq. 67b)
     amp = np.sqrt(pw_fed[:, :, : p.MK]).astype(np.float32)[:, None] * sub_ap.transpose(0, 2, 1)[..., None]
     coef = amp * phase_f  # complex64
-    tx_f = coef[..., None] * vf[:, None, :, : p.MK]  # (B, i, MA, k', N), zero outside S_{r(a)}
+    tx_f = coef[..., None] * vfu  # (B, i, MA, k', N), zero outside S_{r(a)}
     hc_f = hf.transpose(0, 1, 3, 2, 4).reshape(b, p.M, p.MK, p.MA * p.N)
     gain_f = hc_f @ tx_f.transpose(0, 1, 2, 4, 3).reshape(b, p.M, p.MA * p.N, p.MK)  # (B, i, k, k')
     power_f = (gain_f.real**2 + gain_f.imag**2).astype(float)
@@ -184,7 +187,10 @@ def evaluate(p: Params, s: FrameState, d: Decision) -> dict:
     sums = np.where(d.fed_targets[..., None], np.take_along_axis(sums_fed, g_q[..., None], axis=1),
                     sums_loc[:, cq])
     u = member / dist**2  # lambda^R Gamma / sigma = u_aq v_a'q (see sensing.fim)
-    F = sensing.fim(tau_leg, f_leg, u, u * gamma * (sensing.radar_constant(p) / p.noise), sums)
+    if exact is None:
+        F = sensing.fim(tau_leg, f_leg, u, u * gamma * (sensing.radar_constant(p) / p.noise), sums)
+    else:  # true-MRT beams: eq. 32 with the actual vectors, per subband (a federated user's beam depends on it)
+        F = mrt.fim(p, d, exact, pw_loc, pw_fed, th_q, tau_leg, f_leg, u, sums_loc[:, cq], b_fed_cell, l_fed_r)
     G, E = sensing.transition(p)
     J_pred = sensing.prior_information(s.J_prev, G, E)
     J = J_pred + F  # eq. 36
@@ -202,7 +208,8 @@ def evaluate(p: Params, s: FrameState, d: Decision) -> dict:
         "utility": util, "utility_comm": u_comm.sum(-1), "utility_sense": u_sense.sum(-1),
         "signaling": ovh["signaling"], "overhead": ovh, "usr": signaling.usr(util, ovh["signaling"]),
         "reward": signaling.reward(util, ovh["signaling"], p.utility_floor),
-        "h_hat": h_hat, "delta": delta, "beam_loc": beam_loc, "beam_fed": beam_fed,
+        "h_hat": h_hat, "delta": delta, "beam_loc": beam_loc if exact is None else exact.index_loc,
+        "beam_fed": beam_fed if exact is None else exact.index_fed,
     }
 
 

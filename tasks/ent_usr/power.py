@@ -38,9 +38,9 @@ from typing import Callable
 
 import numpy as np
 
-from isacbench.api import MonotonicProgram, SeparablePrograms
+from isacbench.api import MonotonicProgram, SeparablePrograms, UserError
 
-from . import channels, model, sensing, signaling
+from . import channels, model, mrt, sensing, signaling
 from .config import Params
 
 LV_MAX = 100.0  # upper end of every power level lv_s (frame-problem variable bound)
@@ -162,6 +162,9 @@ class PowerPrograms:
         self.lv_ref = np.array([[float(x_ref.get(f"lv_{m}_{j}", 1.0)) for j in range(nk)] for m in range(p.M)])
         unit = {**x_ref, **{f"lv_{m}_{j}": 1.0 for m in range(p.M) for j in range(nk)}}
         self.d_unit = to_decision(unit)  # shares at lv = 1 (sum <= 1 per AP and regime)
+        if mrt.uses_true_mrt(self.d_unit):
+            raise UserError("the power programs are built on codebook beams; the reference decision has true-MRT "
+                            "beams (true_mrt=1)")
         out = model.evaluate(p, state, self.d_unit)
         self.signaling = float(out["signaling"][0])
         self.blocks = _blocks(p, self.d_unit, out, state)

@@ -144,7 +144,8 @@ def _services(p, d, pw_loc, pw_fed, b, cell, fed):
         return aps, subs, lambda a, s: pw_fed[b, a, s[1] + (p.MK if s[0] == "t" else 0)], srv
     aps = [a for a in range(p.MA) if ca[a] == cell]
     srv = [("u", cell * p.K + j) for j in range(p.K)] + [("t", cell * p.Q + j) for j in range(p.Q)]
-    return aps, [cell], lambda a, s: pw_loc[b, a, s[1] % (p.K if s[0] == "u" else p.Q) + (p.K if s[0] == "t" else 0)], srv
+    local = lambda s: s[1] % p.K if s[0] == "u" else p.K + s[1] % p.Q  # noqa: E731  (index among K + Q)
+    return aps, [cell], lambda a, s: pw_loc[b, a, local(s)], srv
 
 
 def _beam(p, s, out, b, a, svc, i):

@@ -53,12 +53,15 @@ class EntUsrTask(SequentialTask):
         all-local / all-federated topologies and the `topology-search` oracle are the references of
         the Fig. 5 orderings. Solvers that use no randomness (the fixed rules, convex, polyblock) run
         one seed (their seeds are identical runs); the oracle one seed in `quick` (its randomness is
-        only the move order of its local search) and three in `paper`."""
+        only the move order of its local search) and three in `paper`. The rule baselines run with
+        both beams (solver config `beam`: true MRT, random-mrt's default, and codebook MRT, ccn-mrt's
+        and cfn-mrt's default; docs/models/ent-usr.md, Baselines)."""
         mappo = ("mappo", "mappo[topology=ccn-only]", "mappo[topology=cfn-only]")
         convex = ("convex", "convex[topology=ccn-only]", "convex[topology=cfn-only]")
-        solvers = ("random-mrt", "ccn-mrt", "cfn-mrt", "random", "optuna", "polyblock", *convex, "topology-search",
-                   *mappo)
-        deterministic = {s: (0,) for s in ("ccn-mrt", "cfn-mrt", "polyblock", *convex)}
+        rules = ("random-mrt", "random-mrt[beam=codebook]", "ccn-mrt", "ccn-mrt[beam=mrt]", "cfn-mrt",
+                 "cfn-mrt[beam=mrt]")
+        solvers = (*rules, "random", "optuna", "polyblock", *convex, "topology-search", *mappo)
+        deterministic = {s: (0,) for s in (*rules[2:], "polyblock", *convex)}
         instances = ({}, {"scenario": "cooperative"})
         quick = {**cls.solver_budgets, **{m: Budget(frames=6_000) for m in mappo}}
         paper = {**cls.solver_budgets, **{m: Budget(frames=200_000) for m in mappo}}

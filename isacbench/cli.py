@@ -17,7 +17,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from rich.table import Table
 
 from . import registry
-from .api import Budget, UserError
+from .api import Budget, SequentialTask, UserError
 from .config_args import parse_pairs
 from .tracking import plain
 
@@ -301,7 +301,8 @@ def leaderboard(task: Optional[List[str]] = typer.Option(None, "--task", "-t", h
         command = "".join(sweeps) + f"isacbench leaderboard --task {cls.name} --out {out_dir}"
         paths = lb.write(tracker, cls.name, out_dir, cls.leaderboard_metrics, command, cls.leaderboard_curves,
                          lambda why: err.print(escape(f"warning: skipped malformed run {why}"), highlight=False,
-                                               soft_wrap=True))
+                                               soft_wrap=True), oracle=cls.oracle,
+                         objective=cls.objective_metric if issubclass(cls, SequentialTask) else None)
         out.print(f"{cls.name}: " + (", ".join(map(str, paths)) if paths else "no finished runs"), highlight=False)
 
 

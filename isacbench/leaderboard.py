@@ -4,10 +4,14 @@ Per task instance, per (solver, budget): mean objective over seeds with a 95%
 percentile-bootstrap CI, main metrics, gap to a reference, budget used,
 feasible rate, seeds, rank. The reference is the tightest certified upper bound
 any run proved for that instance ("bound"), else the best feasible objective
-any run reached ("best known").
+any run reached ("best known"). A task that declares an oracle solver
+(`Task.oracle`, e.g. ent-usr's per-frame genie-aided `topology-search`) also
+gets every row's gap to the oracle's mean in that instance, with a 95% bootstrap
+CI of the difference (the price of decentralization, for a learned policy).
 """
 from __future__ import annotations
 
+import warnings
 import zlib
 from pathlib import Path
 from typing import Callable
@@ -56,12 +60,41 @@ def bootstrap_ci(values: np.ndarray, rng: np.random.Generator, samples: int = BO
     return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
 
-def summarize(runs: pd.DataFrame, metrics: tuple[str, ...] = (), seed: int = 0) -> pd.DataFrame:
-    """Aggregate runs into leaderboard rows (see module docstring)."""
+def gap_ci(oracle: np.ndarray, values: np.ndarray, rng: np.random.Generator,
+           samples: int = BOOTSTRAP_SAMPLES) -> tuple[float, float]:
+    """95% percentile-bootstrap CI of 100 (mean(oracle) - mean(values)) / |mean(oracle)|, the two
+    samples (seeds, their counts may differ) resampled independently."""
+    scale = 100.0 / abs(oracle.mean())
+    diffs = (oracle[rng.integers(0, len(oracle), size=(samples, len(oracle)))].mean(axis=1)
+             - values[rng.integers(0, len(values), size=(samples, len(values)))].mean(axis=1)) * scale
+    return float(np.percentile(diffs, 2.5)), float(np.percentile(diffs, 97.5))
+
+
+def _feasible_objectives(g: pd.DataFrame) -> np.ndarray:
+    """The feasible runs' objectives, sorted (so that a CI does not depend on the store's run order)."""
+    return np.sort(g.loc[g["feasible"] > 0.5, "objective"].to_numpy(dtype=float))
+
+
+def oracle_runs(inst_runs: pd.DataFrame, oracle: str | None) -> tuple[str, np.ndarray] | None:
+    """The (budget, feasible objectives) of the oracle's runs in one instance: its variant named
+    exactly `oracle` (at several budgets: the best mean); None when it has no feasible run there."""
+    if oracle is None:
+        return None
+    found = [(budget, _feasible_objectives(g)) for budget, g in inst_runs[inst_runs["solver"] == oracle]
+             .groupby("budget", sort=True)]
+    found = [(b, v) for b, v in found if len(v) and v.mean() != 0]
+    return max(found, key=lambda f: f[1].mean()) if found else None
+
+
+def summarize(runs: pd.DataFrame, metrics: tuple[str, ...] = (), seed: int = 0, oracle: str | None = None) -> pd.DataFrame:
+    """Aggregate runs into leaderboard rows (see module docstring); with `oracle` (a solver
+    variant), `oracle_gap_pct` and its CI (`oracle_gap_ci_low`, `_high`), NaN where the oracle has
+    no feasible run in the instance."""
     if runs.empty:
         return pd.DataFrame()
     rows = []
     for inst, inst_runs in runs.groupby("instance", sort=True):
+        ref_runs = oracle_runs(inst_runs, oracle)
         feasible_runs = inst_runs[inst_runs["feasible"] > 0.5]
         bounds = inst_runs["bound"].dropna() if "bound" in inst_runs else pd.Series(dtype=float)
         if len(bounds):
@@ -72,7 +105,7 @@ def summarize(runs: pd.DataFrame, metrics: tuple[str, ...] = (), seed: int = 0) 
             reference, ref_kind = float("nan"), "none"
         for (solver, budget), g in inst_runs.groupby(["solver", "budget"], sort=True):
             ok = g[g["feasible"] > 0.5]
-            obj = np.sort(ok["objective"].to_numpy(dtype=float))  # sorted: the CI does not depend on run order
+            obj = _feasible_objectives(g)
             mean = float(obj.mean()) if len(obj) else float("nan")
             # one stream per row: a row's CI does not change when other solvers' runs are added
             rng = np.random.default_rng([seed, zlib.crc32(f"{inst}|{solver}|{budget}".encode())])
@@ -85,12 +118,30 @@ def summarize(runs: pd.DataFrame, metrics: tuple[str, ...] = (), seed: int = 0) 
                    "evaluations": float(g["evaluations"].mean()) if "evaluations" in g else float("nan"),
                    "wall_s": float(g["wall_s"].mean()), "feasible_rate": float((g["feasible"] > 0.5).mean()),
                    "seeds": int(g["seed"].nunique())}
+            if oracle is not None:
+                is_oracle = ref_runs is not None and (solver, budget) == (oracle, ref_runs[0])
+                stream = np.random.default_rng([seed, zlib.crc32(f"{inst}|{solver}|{budget}|oracle".encode())])
+                row.update(oracle_gap(ref_runs, obj, is_oracle, stream))
             for name in metrics:
                 row[name] = float(ok[name].mean()) if name in ok and len(ok) else float("nan")
             rows.append(row)
     table = pd.DataFrame(rows)
     table["rank"] = (table.groupby("instance")["objective"].rank(ascending=False, method="min"))
     return table.sort_values(["instance", "rank", "solver"], na_position="last").reset_index(drop=True)
+
+
+def oracle_gap(ref_runs: tuple[str, np.ndarray] | None, obj: np.ndarray, is_oracle: bool,
+               rng: np.random.Generator) -> dict[str, float]:
+    """One row's gap to the oracle's mean, 100 (oracle - row) / |oracle| %, and its CI (`gap_ci`;
+    the oracle's own row: 0 exactly); NaN without oracle runs or feasible runs of the row."""
+    if ref_runs is None or not len(obj):
+        gap = lo = hi = float("nan")
+    elif is_oracle:
+        gap = lo = hi = 0.0
+    else:
+        ref = ref_runs[1]
+        gap, (lo, hi) = 100.0 * (ref.mean() - obj.mean()) / abs(ref.mean()), gap_ci(ref, obj, rng)
+    return {"oracle_gap_pct": gap, "oracle_gap_ci_low": lo, "oracle_gap_ci_high": hi}
 
 
 def instance_labels(runs: pd.DataFrame) -> dict[str, str]:
@@ -103,11 +154,14 @@ def instance_labels(runs: pd.DataFrame) -> dict[str, str]:
 
 def write(tracker: Tracker, task: str, out_dir: Path, metrics: tuple[str, ...] = (),
           command: str | None = None, curves: tuple[str, ...] = (),
-          skip: Callable[[str], None] = lambda why: None) -> list[Path]:
-    """Write leaderboards/<task>.md, .csv and .png (and <task>-curves.png when the runs log
-    `curves`); returns the paths (empty when no runs). Malformed runs are reported to `skip`."""
+          skip: Callable[[str], None] = lambda why: None, oracle: str | None = None,
+          objective: str | None = None) -> list[Path]:
+    """Write leaderboards/<task>.md, .csv and .png, with the gap to `oracle` (`Task.oracle`) when
+    given, and <task>-curves.png and .csv when runs log learning curves (`curve_names`: the
+    evaluation `eval/<objective>` or else `train/return`, then the task's `curves`); returns the
+    paths (empty when no runs). Malformed runs are reported to `skip`."""
     runs = runs_frame(tracker, task, skip)
-    table = summarize(runs, metrics)
+    table = summarize(runs, metrics, oracle=oracle)
     if table.empty:
         return []
     labels = instance_labels(runs)
@@ -117,47 +171,96 @@ def write(tracker: Tracker, task: str, out_dir: Path, metrics: tuple[str, ...] =
     table.to_csv(csv_path, index=False)
     images = [out_dir / f"{task}.png"]
     plot(table, images[0], task)
-    if curves and plot_curves(tracker, runs, curves, out_dir / f"{task}-curves.png", task):
+    curve_rows = curve_table(tracker, runs, curve_names(runs, objective, curves))
+    extra = []
+    if not curve_rows.empty:
         images.append(out_dir / f"{task}-curves.png")
-    md_path.write_text(_markdown(task, table, metrics, command, [p.name for p in images]))
-    return [md_path, csv_path, *images]
+        extra.append(out_dir / f"{task}-curves.csv")
+        plot_curves(curve_rows, images[-1], task)
+        curve_rows.to_csv(extra[0], index=False)
+    md_path.write_text(_markdown(task, table, metrics, command, [p.name for p in images], oracle))
+    return [md_path, csv_path, *images, *extra]
 
 
-def plot_curves(tracker: Tracker, runs: pd.DataFrame, names: tuple[str, ...], path: Path, task: str) -> bool:
-    """Step-indexed metrics (mean over seeds, one line per solver variant), a panel per metric."""
+def curve_names(runs: pd.DataFrame, objective: str | None, curves: tuple[str, ...]) -> tuple[str, ...]:
+    """The learning-curve panels: first the evaluation objective `eval/<objective>` when any run
+    logged it (a learning solver's periodic `Reporter.evaluate`), else the training return
+    `train/return`; then the task's step-indexed `curves` (e.g. ent-usr's Fig. 5 panels)."""
+    head = f"eval/{objective}" if objective and f"eval/{objective}" in runs else "train/return"
+    return tuple(dict.fromkeys((head, *curves)))
+
+
+def curve_table(tracker: Tracker, runs: pd.DataFrame, names: tuple[str, ...],
+                samples: int = 1000) -> pd.DataFrame:
+    """Every step-indexed metric of `names`, per (metric, solver variant, budget) among the runs
+    that logged it (whatever learning variants the store holds) and per step: the mean over seeds
+    and a 95% percentile-bootstrap CI of that mean (seeds resampled; at a step some seeds did not
+    log, the mean of those that did). Columns: metric, solver, budget, step, mean, ci_low, ci_high,
+    seeds."""
+    rows = []
+    for name in names:
+        if name not in runs:
+            continue
+        for (solver, budget), g in runs[np.isfinite(runs[name].astype(float))].groupby(["solver", "budget"],
+                                                                                         sort=True):
+            series = [pd.Series({h.step: h.value for h in tracker.client.get_metric_history(run_id, name)})
+                      for run_id in sorted(g["run_id"])]
+            values = pd.concat(series, axis=1).sort_index()
+            rng = np.random.default_rng([0, zlib.crc32(f"{name}|{solver}|{budget}".encode())])
+            lo, hi = _band(values.to_numpy(dtype=float), rng, samples)
+            rows += [{"metric": name, "solver": solver, "budget": budget, "step": int(step), "mean": m,
+                      "ci_low": a, "ci_high": b, "seeds": len(series)}
+                     for step, m, a, b in zip(values.index, values.mean(axis=1), lo, hi)]
+    return pd.DataFrame(rows)
+
+
+def _band(values: np.ndarray, rng: np.random.Generator, samples: int) -> tuple[np.ndarray, np.ndarray]:
+    """values (steps, seeds), NaN where a seed did not log the step -> the 95% bootstrap CI of the
+    per-step mean (equal to the mean with one seed)."""
+    n = values.shape[1]
+    if n == 1:
+        return values[:, 0], values[:, 0]
+    with warnings.catch_warnings():  # a resample of only the seeds that miss a step: NaN, dropped below
+        warnings.simplefilter("ignore", RuntimeWarning)
+        means = np.nanmean(values[:, rng.integers(0, n, size=(samples, n))], axis=2)
+        return np.nanpercentile(means, 2.5, axis=1), np.nanpercentile(means, 97.5, axis=1)
+
+
+def plot_curves(rows: pd.DataFrame, path: Path, task: str) -> None:
+    """Fig. 5-style learning curves from `curve_table`: a panel per metric (the first one the
+    evaluation objective, or the training return), a line per solver variant and budget (the mean
+    over seeds) with its 95% bootstrap CI band; the same colour for a variant in every panel."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    series: dict[str, dict[str, list[pd.Series]]] = {n: {} for n in names}
-    for _, run in runs.iterrows():
-        for name in names:
-            if name not in run or not np.isfinite(run[name]):
-                continue
-            hist = tracker.client.get_metric_history(run["run_id"], name)
-            curve = pd.Series({h.step: h.value for h in hist}).sort_index()
-            series[name].setdefault(run["solver"], []).append(curve)
-    if not any(series.values()):
-        return False
+    names = list(dict.fromkeys(rows["metric"]))
+    keys = sorted({(s, b) for s, b in zip(rows["solver"], rows["budget"])})
+    colors = {k: f"C{i % 10}" for i, k in enumerate(keys)}
     cols = min(3, len(names))
-    fig, axes = plt.subplots(-(-len(names) // cols), cols, figsize=(4.6 * cols, 3.4 * -(-len(names) // cols)),
-                             squeeze=False)
+    nrows = -(-len(names) // cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(4.6 * cols, 3.4 * nrows), squeeze=False)
     for ax, name in zip(axes.flat, names):
-        for solver, curves in sorted(series[name].items()):
-            mean = pd.concat(curves, axis=1).mean(axis=1)
-            ax.plot(mean.index, mean.values, label=f"{solver} ({len(curves)} seeds)")
-        ax.set_title(name, fontsize=10)
-        ax.set_xlabel("step (as logged, e.g. training frames)")
+        for (solver, budget), g in rows[rows["metric"] == name].groupby(["solver", "budget"], sort=True):
+            c = colors[(solver, budget)]
+            seeds = g["seeds"].iloc[0]
+            ax.plot(g["step"], g["mean"], color=c, lw=1.3, ms=2.5,
+                    marker="o" if name.startswith("eval/") or len(g) == 1 else None,
+                    label=f"{solver} ({budget}, {seeds} seed{'s' if seeds > 1 else ''})")
+            ax.fill_between(g["step"], g["ci_low"], g["ci_high"], color=c, alpha=0.18, lw=0)
+        ax.set_title(f"evaluation episodes: {name[5:]}" if name.startswith("eval/") else name, fontsize=10)
+        ax.set_xlabel("training frames (step as logged)")
         ax.grid(alpha=0.3)
-    axes.flat[0].legend(fontsize=7)
     for ax in list(axes.flat)[len(names):]:
         ax.axis("off")
-    fig.suptitle(f"{task}: training curves", fontsize=11)
-    fig.tight_layout()
+    shown = {label: h for ax in axes.flat for h, label in zip(*ax.get_legend_handles_labels())}  # every variant
+    legend_rows = -(-len(shown) // 3)
+    fig.legend(shown.values(), shown.keys(), loc="lower center", ncol=min(3, len(shown)), fontsize=7, frameon=False)
+    fig.suptitle(f"{task}: learning curves (mean over seeds, 95% bootstrap CI band)", fontsize=11)
+    fig.tight_layout(rect=(0, min(0.5, (0.2 * legend_rows + 0.1) / (3.4 * nrows)), 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
-    return True
 
 
 def plot(table: pd.DataFrame, path: Path, task: str) -> None:
@@ -189,11 +292,14 @@ def plot(table: pd.DataFrame, path: Path, task: str) -> None:
 
 
 def _markdown(task: str, table: pd.DataFrame, metrics: tuple[str, ...], command: str | None,
-              images: list[str]) -> str:
+              images: list[str], oracle: str | None = None) -> str:
     lines = [f"# Leaderboard: {task}", "",
              "Generated by `isacbench leaderboard` from MLflow runs; do not edit by hand.",
              "Objective: mean over seeds of feasible runs (maximized), 95% bootstrap CI; gap to the instance's "
-             "reference (tightest certified bound if any solver proved one, else best known value).", ""]
+             "reference (tightest certified bound if any solver proved one, else best known value)."
+             + (f" Gap to {oracle} (the task's oracle): 100 (oracle mean - row mean) / |oracle mean| over the "
+                f"instance's feasible runs, with the 95% bootstrap CI of the difference (both solvers' seeds "
+                f"resampled); – where {oracle} has no run in the instance." if oracle else ""), ""]
     if command:
         lines += ["Regenerate with:", "", f"    {command}", ""]
     lines += [f"![{task} leaderboard]({image})" for image in images] + [""]
@@ -201,17 +307,23 @@ def _markdown(task: str, table: pd.DataFrame, metrics: tuple[str, ...], command:
         ref = g.iloc[0]
         lines += [f"## Instance `{inst}` ({g.iloc[0]['instance_label']})", "",
                   f"Reference: {ref['reference']:.6g} ({ref['reference_kind']})", ""]
-        cols = ["rank", "solver", "objective", "95% CI", "gap %", *metrics, "evals", "wall s", "feasible",
-                "seeds", "budget"]
+        cols = ["rank", "solver", "objective", "95% CI", "gap %", *([f"gap to {oracle} %"] if oracle else []),
+                *metrics, "evals", "wall s", "feasible", "seeds", "budget"]
         lines += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
         for _, r in g.iterrows():
             cells = [_fmt(r["rank"], 0), r["solver"], _fmt(r["objective"]),
                      f"[{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]", _fmt(r["gap_pct"], 2),
-                     *[_fmt(r[m]) for m in metrics], _fmt(r["evaluations"], 0), _fmt(r["wall_s"], 2),
+                     *([_oracle_cell(r)] if oracle else []), *[_fmt(r[m]) for m in metrics], _fmt(r["evaluations"], 0), _fmt(r["wall_s"], 2),
                      f"{r['feasible_rate']:.0%}", str(r["seeds"]), f"`{r['budget']}`"]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
+
+
+def _oracle_cell(r: pd.Series) -> str:
+    if not np.isfinite(r["oracle_gap_pct"]):
+        return "–"
+    return f"{r['oracle_gap_pct']:.2f} [{r['oracle_gap_ci_low']:.2f}, {r['oracle_gap_ci_high']:.2f}]"
 
 
 def _fmt(v, digits: int | None = None) -> str:

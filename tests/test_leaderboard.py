@@ -55,7 +55,7 @@ def test_curves_panel_averages_step_metrics_over_seeds(workdir):
 
     assert cli(["run", "--task", "toy:ToyTask", "--solver", "random", "--seeds", "0-1"], workdir).returncode == 0
     paths = leaderboard.write(Tracker(), "toy", workdir / "lb", ("slack",), curves=("best_so_far", "absent"))
-    assert [p.name for p in paths] == ["toy.md", "toy.csv", "toy.png", "toy-curves.png"]
+    assert [p.name for p in paths] == ["toy.md", "toy.csv", "toy.png", "toy-curves.png", "toy-curves.csv"]
     assert "![toy leaderboard](toy-curves.png)" in (workdir / "lb" / "toy.md").read_text()
     assert leaderboard.write(Tracker(), "toy", workdir / "lb2", curves=("absent",))[-1].name == "toy.png"
 

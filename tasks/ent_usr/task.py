@@ -41,6 +41,8 @@ class EntUsrTask(SequentialTask):
                                                    "convex": Budget(evaluations=1000),
                                                    "topology-search": Budget(evaluations=600)}
     leaderboard_metrics: ClassVar[tuple[str, ...]] = USR_PARTS
+    # the per-frame, genie-aided topology oracle: the leaderboard's "gap to topology-search %" (price of decentralization)
+    oracle: ClassVar[str | None] = "topology-search"
     # Fig. 5 (a)-(f): MAPPO's per-update training metrics
     leaderboard_curves: ClassVar[tuple[str, ...]] = (tuple(f"train/{m}" for m in ("usr",) + USR_PARTS)
                                                      + ("train/loss",))

@@ -16,6 +16,8 @@ import numpy as np
 import pytest
 
 from isacbench.tasks.ent_usr import EntUsrTask, channels, model, sensing
+from isacbench.tasks.ent_usr import actions as act
+from isacbench.tasks.ent_usr import env as ent_env
 
 REFERENCE = Path(__file__).parent / "data" / "ent_usr_reference.npz"
 CASES = {"default": {}, "m9": {"M": 9, "R": 2}, "ccn": {"topology": "ccn-only"}, "cfn": {"topology": "cfn-only"}}
@@ -146,3 +148,92 @@ def test_closed_form_4x4_inverse_matches_lapack():
     got = sensing.inv_spd4(J)
     np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12 * np.abs(want).max())
     np.testing.assert_array_equal(got, np.swapaxes(got, -1, -2))  # symmetric by construction
+
+
+# ---- issue 14 item 1 (second round): blockwise kernels pinned against the previous code on fixed inputs
+
+def _previous_mrt_users(p, h_hat, sub_ap):
+    """model._mrt_users of commit d3d2238: one (rows, 2N) @ (2N, 2L) product per block of 8 environments
+    over all subbands, then the weighted sum over i in order (the reference for the per-subband kernel)."""
+    b = h_hat.shape[0]
+    w = model._gain_matrix(p)
+    sub = sub_ap.astype(np.float32)
+    mrt_uc = np.empty((b, p.M, p.A, p.K), np.int64)
+    mrt_fc = np.empty((b, p.MA, p.MK), np.int64)
+    rows = np.ascontiguousarray(h_hat, np.complex64).view(np.float32)
+    for lo in range(0, b, 8):
+        hi = min(b, lo + 8)
+        g = np.empty((hi - lo, p.MA, p.MK, p.M, p.n_angles), np.float32)
+        prod = rows[lo:hi].reshape(-1, 2 * p.N) @ w
+        np.square(prod, out=prod)
+        np.add(prod[:, : p.n_angles], prod[:, p.n_angles:], out=g.reshape(-1, p.n_angles))
+        np.argmax(model._diag_blocks(g, p), axis=-1, out=mrt_uc[lo:hi])
+        wt = sub[lo:hi]
+        g_fed = g[:, :, :, 0] * wt[:, :, None, 0, None]
+        for i in range(1, p.M):
+            g_fed += g[:, :, :, i] * wt[:, :, None, i, None]
+        np.argmax(g_fed, axis=-1, out=mrt_fc[lo:hi])
+    return mrt_uc.reshape(b, p.MA, p.K), mrt_fc
+
+
+@pytest.mark.parametrize("config", [{}, {"M": 9, "R": 3}])
+def test_mrt_users_per_subband_equal_the_previous_kernel(config):
+    p = EntUsrTask(config).params
+    rng = np.random.default_rng(11)
+    b = 2 * model.CHUNK + 5  # whole blocks and a remainder
+    h_hat = channels.cn(rng, (b, p.MA, p.MK, p.M, p.N)) * np.float32(3e-5)
+    sub = rng.random((b, p.MA, p.M)) < 0.5
+    for got, want in zip(model._mrt_users(p, h_hat, sub), _previous_mrt_users(p, h_hat, sub)):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_split_gain_products_are_the_columns_of_the_whole_product():
+    """_gains_into multiplies by the two halves of W: the same dot products as the whole W, bit for bit."""
+    p = EntUsrTask().params
+    w = model._gain_matrix(p)
+    x = channels.cn(np.random.default_rng(12), (5000, p.N)).view(np.float32).reshape(5000, 2 * p.N)
+    whole = x @ w
+    np.testing.assert_array_equal(x @ np.ascontiguousarray(w[:, : p.n_angles]), whole[:, : p.n_angles])
+    np.testing.assert_array_equal(x @ np.ascontiguousarray(w[:, p.n_angles:]), whole[:, p.n_angles:])
+
+
+def test_mmse_estimate_phase_one_shapes_equal_the_direct_formula():
+    """The Phase-I call of the environment: scalar pilot count, diagonal-block (non-contiguous) channels."""
+    p = EntUsrTask().params
+    rng = np.random.default_rng(13)
+    shape = (19, p.MA, p.MK, p.M, p.N)
+    h, h_prev, noise = (model._diag_blocks(channels.cn(rng, shape), p) for _ in range(3))
+    lam = rng.random(h.shape[:-1]) * 1e-9
+    pilots = float(p.B * p.D_ce)
+    got, delta = channels.mmse_estimate(h, h_prev, lam, pilots, noise, p)
+    lam_bar = (1 - p.rho**2) * lam
+    gain = p.p_ce * pilots * lam_bar / (p.p_ce * pilots * lam_bar + p.noise)
+    scale = np.sqrt(p.noise / (p.p_ce * pilots))
+    want = h_prev * ((1.0 - gain) * p.rho).astype(np.float32)[..., None]
+    want += h * gain.astype(np.float32)[..., None]
+    want += noise * (gain * scale).astype(np.float32)[..., None]
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(delta, channels.error_variance(lam_bar, pilots, p.p_ce, p.noise))
+
+
+@pytest.mark.parametrize("config", [{}, {"topology": "cfn-only"}])
+def test_blockwise_evaluate_equals_one_call(config):
+    """env.evaluate_blocks (end_frame's evaluate on blocks of environments) returns what one
+    model.evaluate call returns, bit for bit, for every output."""
+    task = EntUsrTask(config)
+    env = task.make_env(37, 3)
+    rng = np.random.default_rng(14)
+    for _ in range(2):
+        for stage in env.stages:
+            env.act({role: env.roles[role].sample(env.num_envs, rng) for role in stage})
+        d = act.decode(env.p, env.actions)
+        whole = model.evaluate(env.p, env.frame_state(), d)
+        blocks = ent_env.evaluate_blocks(env.p, env.frame_state(), d, block=8)  # 5 blocks of 7-8
+        assert set(blocks) == set(whole)
+        for key, value in whole.items():
+            if isinstance(value, dict):
+                for k2, v2 in value.items():
+                    np.testing.assert_array_equal(blocks[key][k2], v2, err_msg=f"{key}/{k2}")
+            else:
+                np.testing.assert_array_equal(blocks[key], value, err_msg=key)
+        env.end_frame()

@@ -121,31 +121,34 @@ def mmse_estimate(h: np.ndarray, h_prev: np.ndarray, lam: np.ndarray, pilots: np
     h, h_prev, pilot_noise: (..., N); lam and pilots broadcast to (...), e.g. lam (B, MA, MK, 1)
     with pilots (B, MA, MK, M). Returns (h_hat (..., N), delta (...))."""
     lam_bar = (1.0 - p.rho**2) * lam  # eq. 19
-    snr = p.p_ce * pilots * lam_bar
-    gain = snr / (snr + p.noise)
-    scale = np.where(pilots > 0, np.sqrt(p.noise / np.maximum(p.p_ce * pilots, 1e-300)), 0.0)
-    # h_hat = (1 - g) rho h[n-1] + g h + g sqrt(sigma / (p D)) n, in three passes over each block of
-    # CHUNK environments (real float32 factors on the interleaved re/im parts: the same products)
-    c_prev = ((1.0 - gain) * p.rho).astype(np.float32)[..., None]
-    c_h = gain.astype(np.float32)[..., None]
-    c_n = (gain * scale).astype(np.float32)[..., None]
     shape = np.broadcast_shapes(h.shape, h_prev.shape, pilot_noise.shape)
-    if any(x.dtype != np.complex64 or x.shape != shape for x in (h, h_prev, pilot_noise)):  # general path
-        out = h_prev * c_prev
-        out += h * c_h
-        out += pilot_noise * c_n
+    if (any(x.dtype != np.complex64 or x.shape != shape for x in (h, h_prev, pilot_noise))
+            or np.broadcast_shapes(np.shape(lam_bar), np.shape(pilots)) != shape[:-1]):  # general path
+        snr = p.p_ce * pilots * lam_bar
+        gain = snr / (snr + p.noise)
+        scale = np.where(pilots > 0, np.sqrt(p.noise / np.maximum(p.p_ce * pilots, 1e-300)), 0.0)
+        out = h_prev * ((1.0 - gain) * p.rho).astype(np.float32)[..., None]
+        out += h * gain.astype(np.float32)[..., None]
+        out += pilot_noise * (gain * scale).astype(np.float32)[..., None]
         return out, error_variance(lam_bar, pilots, p.p_ce, p.noise)
+    # h_hat = (1 - g) rho h[n-1] + g h + g sqrt(sigma / (p D)) n, block by block of CHUNK environments: the
+    # gain g, the three float32 factors and delta (eq. 21) of the block first (the same float64 expressions
+    # element by element as the general path and error_variance, snr + sigma shared), then three passes
+    # over the block's channels (real float32 factors on the interleaved re/im parts: the same products)
     out = np.empty(shape, np.complex64)
+    delta = np.empty(shape[:-1])
     o = _real(out)
-    hr, pr, nr = (_real(np.ascontiguousarray(x, dtype=np.complex64)) for x in (h, h_prev, pilot_noise))
-    b = shape[0]
-
-    def rows(x, lo):  # block of a factor that may broadcast along the batch axis
-        return x[lo:lo + CHUNK] if x.ndim == o.ndim and x.shape[0] == b else x
-
-    for lo in range(0, b, CHUNK):
-        blk = o[lo:lo + CHUNK]
-        np.multiply(pr[lo:lo + CHUNK], rows(c_prev, lo), out=blk)
-        blk += hr[lo:lo + CHUNK] * rows(c_h, lo)
-        blk += nr[lo:lo + CHUNK] * rows(c_n, lo)
-    return out, error_variance(lam_bar, pilots, p.p_ce, p.noise)
+    hr, pr, nr = (_real(np.ascontiguousarray(x)) for x in (h, h_prev, pilot_noise))
+    lb, pil = np.broadcast_to(lam_bar, shape[:-1]), np.broadcast_to(pilots, shape[:-1])
+    for lo in range(0, shape[0], CHUNK):
+        blk, sl = o[lo:lo + CHUNK], slice(lo, lo + CHUNK)
+        pp = p.p_ce * pil[sl]
+        snr = pp * lb[sl]
+        den = snr + p.noise
+        gain = snr / den
+        np.divide(lb[sl] * p.noise, den, out=delta[sl])  # error_variance
+        scale = np.where(pil[sl] > 0, np.sqrt(p.noise / np.maximum(pp, 1e-300)), 0.0)
+        np.multiply(pr[sl], ((1.0 - gain) * p.rho).astype(np.float32)[..., None], out=blk)
+        blk += hr[sl] * gain.astype(np.float32)[..., None]
+        blk += nr[sl] * (gain * scale).astype(np.float32)[..., None]
+    return out, delta

@@ -58,6 +58,29 @@ from .config import Params
 from .metrics import frame_metrics
 
 STAGES = (("lcp",), ("lpb", "fg"), ("fpb",))
+EVAL_BLOCK = 128  # environments per model.evaluate call in end_frame: a block's intermediates stay in cache
+
+
+def evaluate_blocks(p: Params, s: model.FrameState, d: model.Decision, block: int | None = None) -> dict:
+    """model.evaluate on blocks of about `block` (default EVAL_BLOCK) environments, outputs concatenated
+    along the batch axis. Every quantity of evaluate is computed per environment, so the outputs equal
+    those of one call (tests/test_ent_usr_speed.py); the blocks only keep the large intermediates
+    (B, MA, MK, M, ...) in cache. Blocks are near-equal (array_split), never of a single environment
+    unless B = 1."""
+    b = s.h.shape[0]
+    parts = -(-b // (block or EVAL_BLOCK))
+    if parts <= 1:
+        return model.evaluate(p, s, d)
+    bounds = np.cumsum([0] + [len(x) for x in np.array_split(np.arange(b), parts)])
+    outs = [model.evaluate(p, s.take(slice(lo, hi)), d.take(slice(lo, hi))) for lo, hi in zip(bounds[:-1], bounds[1:])]
+    return _concat(outs)
+
+
+def _concat(outs: list):
+    """Concatenate per-block outputs along the batch axis (dicts recursively)."""
+    if isinstance(outs[0], dict):
+        return {k: _concat([o[k] for o in outs]) for k in outs[0]}
+    return np.concatenate(outs, axis=0)
 
 
 class EntUsrEnv(MultiAgentEnv):
@@ -246,7 +269,7 @@ class EntUsrEnv(MultiAgentEnv):
         if self.stage < len(STAGES):
             raise RuntimeError(f"end_frame() at stage {self.played} of {self.stages}: every stage must act first")
         d = self.decision if self.decision is not None else act.decode(self.p, self.actions)
-        out = model.evaluate(self.p, self.frame_state(), d)
+        out = evaluate_blocks(self.p, self.frame_state(), d)
         self.last = out
         self.last_decision = d
         self.x_hat = sensing.kalman_update(self.x_pred, out["J_pred"], out["J"], out["F"], self.x, self.z)

@@ -256,7 +256,7 @@ def resolve_mrt(p: Params, d: Decision, hl: np.ndarray, h_hat: np.ndarray, sub_a
     return beam_loc, beam_fed
 
 
-CHUNK = 8  # environments per block of the codebook-gain kernels (their intermediates stay in cache)
+CHUNK = 16  # environments per block of the codebook-gain kernels (their intermediates stay in cache)
 
 
 def _gain_matrix(p: Params) -> np.ndarray:
@@ -270,35 +270,45 @@ def _gain_matrix(p: Params) -> np.ndarray:
     return w.reshape(2 * n, 2 * n_ang)
 
 
-def _gains_into(rows: np.ndarray, w: np.ndarray, out: np.ndarray) -> None:
+def _gains_into(rows: np.ndarray, w_re: np.ndarray, w_im: np.ndarray, out: np.ndarray) -> None:
     """out = |h^H v_l|^2 for rows (..., 2N) float32 (interleaved re/im of h), out (..., n_angles); both
-    C-contiguous, multiplied as one 2-D matrix (a stacked matmul would loop over tiny products)."""
-    n_ang = out.shape[-1]
-    prod = rows.reshape(-1, rows.shape[-1]) @ w  # (rows, 2L)
-    np.square(prod, out=prod)
-    np.add(prod[:, :n_ang], prod[:, n_ang:], out=out.reshape(-1, n_ang))
+    C-contiguous. w_re, w_im: the two halves of `_gain_matrix` (contiguous), multiplied as 2-D matrices
+    (a stacked matmul would loop over tiny products); each product element is the same dot product as
+    with the whole W (tests/test_ent_usr_speed.py), and re^2 + im^2 is added on contiguous arrays."""
+    flat = rows.reshape(-1, rows.shape[-1])
+    re = flat @ w_re  # (rows, L)
+    im = flat @ w_im
+    np.square(re, out=re)
+    np.square(im, out=im)
+    np.add(re, im, out=out.reshape(re.shape))
 
 
 def _mrt_users(p: Params, h_hat: np.ndarray, sub_ap: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Codebook MRT of the users: local (B, MA, K), argmax_l |h_hat_akm^H v_l|^2 on the cell's subband
     m; federated (B, MA, MK), argmax_l sum_i [i in S_r(a)] |h_hat_aki^H v_l|^2 (sum in the order of i).
-    Computed per block of CHUNK environments so that the gains (B, MA, MK, M, n_angles) never exist
-    in full."""
+    Computed per block of CHUNK environments and per subband i, so that the gains (B, MA, MK, M,
+    n_angles) never exist in full and every pass runs over contiguous memory."""
     b = h_hat.shape[0]
     w = _gain_matrix(p)
+    w_re, w_im = np.ascontiguousarray(w[:, : p.n_angles]), np.ascontiguousarray(w[:, p.n_angles:])
     sub = sub_ap.astype(np.float32)  # (B, MA, M) 0/1
     mrt_uc = np.empty((b, p.M, p.A, p.K), np.int64)
     mrt_fc = np.empty((b, p.MA, p.MK), np.int64)
     rows = np.ascontiguousarray(h_hat, np.complex64).view(np.float32)  # (B, MA, MK, M, 2N)
     for lo in range(0, b, CHUNK):
         hi = min(b, lo + CHUNK)
-        g = np.empty((hi - lo, p.MA, p.MK, p.M, p.n_angles), np.float32)
-        _gains_into(rows[lo:hi], w, g)
-        np.argmax(_diag_blocks(g, p), axis=-1, out=mrt_uc[lo:hi])
-        wt = sub[lo:hi]
-        g_fed = g[:, :, :, 0] * wt[:, :, None, 0, None]
-        for i in range(1, p.M):
-            g_fed += g[:, :, :, i] * wt[:, :, None, i, None]
+        g = np.empty((hi - lo, p.MA, p.MK, p.n_angles), np.float32)  # gains on one subband
+        g_fed = np.empty_like(g)
+        for i in range(p.M):
+            _gains_into(np.ascontiguousarray(rows[lo:hi, :, :, i]), w_re, w_im, g)
+            cell = g[:, i * p.A:(i + 1) * p.A, i * p.K:(i + 1) * p.K]  # cell i's APs and users (diagonal block)
+            np.argmax(cell, axis=-1, out=mrt_uc[lo:hi, i])
+            wt = sub[lo:hi, :, i, None, None]
+            if i == 0:
+                np.multiply(g, wt, out=g_fed)
+            else:
+                g *= wt
+                g_fed += g
         np.argmax(g_fed, axis=-1, out=mrt_fc[lo:hi])
     return mrt_uc.reshape(b, p.MA, p.K), mrt_fc
 

@@ -59,7 +59,7 @@ def test_a_time_budget_is_evaluated_after_its_last_update():
 
 
 def test_eval_every_is_operational():
-    assert MAPPO({"eval_every": 3}).variant == "mappo"
+    assert MAPPO({"eval_every": 3}).variant == MAPPO({"eval_every": 0}).variant == MAPPO().variant
 
 
 def test_a_resumed_run_carries_the_evaluation_history(tmp_path):

@@ -1,6 +1,6 @@
 """Checkpoints in safetensors: model and Adam tensors, plus JSON metadata (no pickle anywhere).
 
-Layout inside reporter.artifact_dir: `mappo/checkpoint.safetensors` (the runner logs the
+Layout inside reporter.artifact_dir: `mappo/checkpoint.safetensors`, for ippo and happo too (the runner logs the
 folder as MLflow artifacts, so `resume=RUN_ID` downloads artifact path `mappo`). Every checkpoint
 holds the sha256 of its tensors and metadata, and the hyperparameters and environment it was
 trained for: `verify` checks them (and the budget) before a resumed run starts, `load` the checksum.
@@ -82,14 +82,26 @@ def read(source: str, path: Path) -> tuple[dict[str, torch.Tensor], dict, list]:
     return tensors, meta, groups
 
 
+def same_algorithm(source: str, meta: dict, algorithm: str) -> dict:
+    """The checkpoint's hyperparameters (with `algorithm`: mappo for checkpoints from before ippo and
+    happo); a UserError when another algorithm (mappo / ippo / happo) trained it."""
+    trained = {"algorithm": "mappo", **meta["hyper"]}
+    if trained["algorithm"] != algorithm:
+        raise UserError(f"solver {algorithm} resume={source!r}: the checkpoint was trained by {trained['algorithm']}, "
+                        f"not {algorithm}; resume it with --solver {trained['algorithm']}")
+    return trained
+
+
 def verify(source: str, path: Path, hyper, env, total_frames: int | None) -> None:
     """Before a resumed run starts: the checkpoint is intact (`read`), was trained with these
     hyperparameters (all but `frames`, a default budget) on this environment (`signature`), and
-    holds no more frames than the budget `total_frames` (None: a time budget)."""
+    holds no more frames than the budget `total_frames` (None: a time budget). The algorithm
+    (`Hyper.algorithm`: mappo / ippo / happo) is checked first, with its own error."""
     _, meta, _ = read(source, path)
-    said = f"solver mappo resume={source!r}:"
+    said = f"solver {hyper.algorithm} resume={source!r}:"
+    trained = same_algorithm(source, meta, hyper.algorithm)
     for what, theirs, ours, hint in (
-            ("with other hyperparameters", meta["hyper"], json.loads(json.dumps(dataclasses.asdict(hyper))),
+            ("with other hyperparameters", trained, json.loads(json.dumps(dataclasses.asdict(hyper))),
              "solver config"),
             ("on another environment", meta["env"], signature(env), "task and task config")):
         diff = sorted(k for k in {**theirs, **ours} if k != "frames" and theirs.get(k) != ours.get(k))
@@ -105,6 +117,7 @@ def verify(source: str, path: Path, hyper, env, total_frames: int | None) -> Non
 def load(source: str, path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict:
     """Restore model and optimizer in place from an intact checkpoint (`read`); return the metadata."""
     tensors, meta, groups = read(source, path)
+    same_algorithm(source, meta, model.algorithm)
     state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
     try:
         model.load_state_dict(state)

@@ -1,14 +1,16 @@
-"""MAPPO configuration: the user-facing pydantic `Config` and the two presets.
+"""MAPPO / IPPO / HAPPO configuration: the user-facing pydantic `Config`s and the two presets.
 
 `paper` is Table I of the ENT-USR paper (gamma, GAE lambda, clip and entropy annealing,
 value weight, learning rate) with the Sec. VI network sizes. `default` keeps the paper's
 algorithm but is sized to learn within a CPU budget (smaller nets, larger learning rate).
 Every preset value can be overridden key by key; `None` means "take it from the preset".
+The algorithm (which critic, simultaneous or sequential role updates) is the solver's, not a key:
+`MappoConfig`, `IppoConfig`, `HappoConfig` resolve to `Hyper.algorithm` = mappo / ippo / happo.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field
 
@@ -39,6 +41,7 @@ class Hyper:
     ratio: str
     baseline: str
     frames: int
+    algorithm: str = "mappo"  # mappo | ippo | happo: the solver's (critic input and update order, algorithm.py)
 
 
 PRESETS: dict[str, Hyper] = {
@@ -53,12 +56,22 @@ PRESETS: dict[str, Hyper] = {
     # baseline of one-frame advantages (lambda = 0) instead of a learned critic (see docs).
     "default": Hyper(num_envs=16, lr=3e-4, gamma=0.9, gae_lambda=0.0, clip_start=0.3, clip_end=0.15,
                      ent_start=1e-3, ent_end=1e-4, value_coef=0.5, epochs=4, minibatches=2, max_grad_norm=10.0,
-                     actor_hidden=(128, 128), critic_hidden=(256, 256), critic_action=False,
+                     actor_hidden=(128, 128), critic_hidden=(128, 128), critic_action=False,
                      ratio="component", baseline="mean", frames=48_000),
 }
 
+#: preset values that follow the resolved baseline (a `baseline=...` override takes them too).
+#: default: the mean baseline uses one-frame credit (lambda 0, A_n = r_n - mean r); the critic uses
+#: lambda 0.5 (credit horizon ~1/(1 - gamma lambda) = 1.8 frames at gamma 0.9): the agents' actions
+#: act on the frame's reward, and a longer sum adds the later frames' reward noise (docs/solvers/mappo.md).
+BY_BASELINE: dict[str, dict[str, dict]] = {"default": {"mean": {"gae_lambda": 0.0}, "critic": {"gae_lambda": 0.5}},
+                                           "paper": {}}
+
 
 class MappoConfig(Config):
+    #: the algorithm these settings train (`Hyper.algorithm`); IPPO and HAPPO subclass this config
+    algorithm: ClassVar[str] = "mappo"
+
     preset: Literal["default", "paper"] = Field("default", description="hyperparameter preset")
     init: Literal["reference", "uniform"] = Field(
         "reference", description="initial policy: centred on the environment's reference_actions() hint (a rule "
@@ -94,8 +107,40 @@ class MappoConfig(Config):
                                                    "updates and after the last (logged as eval/<metric>); 0: never")
     resume: str | None = Field(None, description="MLflow run id (or checkpoint file/folder) to continue from")
 
+    def default_baseline(self) -> str:
+        return PRESETS[self.preset].baseline
+
     def hyper(self) -> Hyper:
-        """The preset with every key the user set replacing the preset's value."""
+        """The preset, then its values for the resolved baseline (`BY_BASELINE`), then every key the
+        user set, and the config's algorithm."""
         base = PRESETS[self.preset]
-        over = {f.name: getattr(self, f.name) for f in fields(Hyper) if getattr(self, f.name) is not None}
-        return Hyper(**{**{f.name: getattr(base, f.name) for f in fields(Hyper)}, **over})
+        baseline = self.baseline or self.default_baseline()
+        over = {f.name: getattr(self, f.name) for f in fields(Hyper)
+                if f.name in type(self).model_fields and getattr(self, f.name) is not None}
+        return Hyper(**{**{f.name: getattr(base, f.name) for f in fields(Hyper)},
+                        **BY_BASELINE[self.preset].get(baseline, {}), "baseline": baseline, **over,
+                        "algorithm": self.algorithm})
+
+
+class IppoConfig(MappoConfig):
+    """IPPO: every agent's critic sees its own observation only; a critic is what makes it IPPO
+    (without one it would be `mappo[baseline=mean]`), so the baseline is always the critic."""
+
+    algorithm: ClassVar[str] = "ippo"
+    baseline: Literal["critic"] | None = Field(
+        None, description="advantage baseline: each agent's local critic (the only choice for ippo)")
+
+    def default_baseline(self) -> str:
+        return "critic"
+
+
+class HappoConfig(MappoConfig):
+    """HAPPO: one centralized V(s) (baseline critic by default) and sequential role updates."""
+
+    algorithm: ClassVar[str] = "happo"
+    baseline: Literal["critic", "mean"] | None = Field(
+        None, description="advantage baseline shared by every role: the centralized state-value critic V(s) "
+                          "(default) or the rollout's mean reward (no critic)")
+
+    def default_baseline(self) -> str:
+        return "critic"

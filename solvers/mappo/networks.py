@@ -3,7 +3,9 @@
 Actors: one MLP per agent instance (parameters phi^{u_i}, eq. 77). The n agents of a role are
 evaluated in one batched pass: `AgentLinear` holds n independent weight matrices.
 Critics: one MLP per role, shared by the role's agents (psi^u, eq. 78), input
-z = [s, (alpha), e_i]. Hidden layers: Linear -> LeakyReLU(0.01) -> LayerNorm (Sec. VI).
+z = [s, (alpha), e_i] (MAPPO); one MLP per agent on its own observation (IPPO, `LocalCritic`);
+or one V(s) for all (HAPPO: a `RoleCritic` of one agent).
+Hidden layers: Linear -> LeakyReLU(0.01) -> LayerNorm (Sec. VI).
 """
 from __future__ import annotations
 
@@ -49,18 +51,23 @@ class AgentLayerNorm(nn.Module):
         return F.layer_norm(x, x.shape[-1:]) * self.weight + self.bias
 
 
+def agent_trunk(n: int, fan_in: int, hidden: tuple[int, ...]) -> nn.Sequential:
+    """n independent MLP trunks: AgentLinear -> LeakyReLU -> AgentLayerNorm per hidden layer."""
+    layers, width = [], fan_in
+    for h in hidden:
+        layers += [AgentLinear(n, width, h, GAIN), nn.LeakyReLU(SLOPE), AgentLayerNorm(n, h)]
+        width = h
+    return nn.Sequential(*layers)
+
+
 class RoleActor(nn.Module):
     """Per-agent actors of one role: observations (..., n, obs_dim) -> flat head parameters."""
 
     def __init__(self, spec: RoleSpec, hidden: tuple[int, ...]):
         super().__init__()
         self.spec = spec
-        layers, width = [], spec.obs_dim
-        for h in hidden:
-            layers += [AgentLinear(spec.n_agents, width, h, GAIN), nn.LeakyReLU(SLOPE), AgentLayerNorm(spec.n_agents, h)]
-            width = h
-        self.trunk = nn.Sequential(*layers)
-        self.out = AgentLinear(spec.n_agents, width, sum(H.n_params(h) for h in spec.heads), 0.01)
+        self.trunk = agent_trunk(spec.n_agents, spec.obs_dim, hidden)
+        self.out = AgentLinear(spec.n_agents, hidden[-1], sum(H.n_params(h) for h in spec.heads), 0.01)
 
     def forward(self, obs: torch.Tensor) -> dict[str, torch.Tensor]:
         return H.split(self.spec.heads, self.out(self.trunk(obs)))
@@ -93,6 +100,22 @@ class RoleCritic(nn.Module):
         if self.use_action:
             parts += [H.encode(h, actions[h.name]) for h in self.spec.heads]
         return self.net(torch.cat(parts, dim=-1)).squeeze(-1)
+
+
+class LocalCritic(nn.Module):
+    """IPPO: agent i's value from its own normalized observation o_i and the fraction of the episode
+    left (which the agent can count itself), with per-agent parameters (`AgentLinear`): no global
+    state and no other agent's input reaches V_i."""
+
+    def __init__(self, spec: RoleSpec, hidden: tuple[int, ...], extra: int):
+        super().__init__()
+        self.trunk = agent_trunk(spec.n_agents, spec.obs_dim + extra, hidden)
+        self.out = AgentLinear(spec.n_agents, hidden[-1], 1, 1.0)
+
+    def forward(self, obs: torch.Tensor, extra: torch.Tensor) -> torch.Tensor:
+        """obs (..., n, obs_dim), extra (..., k) shared by the agents  ->  values (..., n)."""
+        extra = extra.unsqueeze(-2).expand(*obs.shape[:-1], extra.shape[-1])
+        return self.out(self.trunk(torch.cat([obs, extra], -1))).squeeze(-1)
 
 
 class RunningNorm(nn.Module):

@@ -9,10 +9,26 @@ from isacbench.multiagent import RoleSpec
 
 from . import heads as H
 from .config import Hyper
-from .networks import RoleActor, RoleCritic, RunningNorm
+from .networks import LocalCritic, RoleActor, RoleCritic, RunningNorm
 
 
 TIME_FEATURES = 1  # the critics also see the fraction of the episode left (rollout.collect)
+JOINT = "joint"  # HAPPO's one centralized critic V(s), shared by every role
+
+
+def critics(roles: dict[str, RoleSpec], state_dim: int, hyper: Hyper) -> dict[str, nn.Module]:
+    """The critics of `hyper.algorithm` (none with baseline=mean), by key:
+    mappo: one per role, V^u(s, e_i) shared by the role's agents (eq. 78);
+    ippo: one per role holding an independent V_i(o_i) per agent (`LocalCritic`);
+    happo: one V(s) for all roles (`JOINT`; Kuba et al. 2022, the advantage every role shares)."""
+    if hyper.baseline != "critic":
+        return {}
+    if hyper.algorithm == "ippo":
+        return {r: LocalCritic(s, hyper.critic_hidden, TIME_FEATURES) for r, s in roles.items()}
+    if hyper.algorithm == "happo":
+        return {JOINT: RoleCritic(RoleSpec(JOINT, 1, 0, ()), state_dim + TIME_FEATURES, hyper.critic_hidden, False)}
+    return {r: RoleCritic(s, state_dim + TIME_FEATURES, hyper.critic_hidden, hyper.critic_action)
+            for r, s in roles.items()}
 
 
 class ActorCritic(nn.Module):
@@ -31,13 +47,18 @@ class ActorCritic(nn.Module):
             bias = torch.cat([H.reference_bias(h, refs.get(h.name)) for h in self.roles[r].heads])
             with torch.no_grad():
                 actor.out.bias.copy_(bias.expand_as(actor.out.bias))
-        critics = self.roles if hyper.baseline == "critic" else {}  # baseline=mean: no critic at all
-        self.critics = nn.ModuleDict({r: RoleCritic(s, state_dim + TIME_FEATURES, hyper.critic_hidden,
-                                                    hyper.critic_action)
-                                      for r, s in critics.items()})
+        self.algorithm, self.local = hyper.algorithm, hyper.algorithm == "ippo"
+        self.critics = nn.ModuleDict(critics(self.roles, state_dim, hyper))
         self.obs_norm = nn.ModuleDict({r: RunningNorm((s.n_agents, s.obs_dim)) for r, s in self.roles.items()})
         self.state_norm = RunningNorm((state_dim,))
-        self.value_norm = nn.ModuleDict({r: RunningNorm((), clip=float("inf")) for r in critics})
+        self.value_norm = nn.ModuleDict({k: RunningNorm((), clip=float("inf")) for k in self.critics})
+
+    def value(self, key: str, obs: torch.Tensor, state: torch.Tensor, actions: dict[str, torch.Tensor]):
+        """Critic `key`'s values (..., n) (HAPPO's `JOINT`: (..., 1)), in normalized units. IPPO's local
+        critics read the observations and the state's time-left column only, the others the state."""
+        if self.local:
+            return self.critics[key](obs, state[..., -TIME_FEATURES:])
+        return self.critics[key](state, actions)
 
     def evaluate(self, role: str, obs: torch.Tensor, actions: dict[str, torch.Tensor]):
         """log pi and entropy of every action component of every agent, (..., n, D), all heads

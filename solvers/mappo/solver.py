@@ -71,6 +71,15 @@ class MAPPO(LearningSolver):
     operational_keys: ClassVar[frozenset[str]] = frozenset({"device", "threads", "checkpoint_every", "eval_every",
                                                             "resume"})
 
+    def settings(self) -> dict:
+        """The non-default settings, and `baseline=mean` whenever the resolved baseline is the mean
+        (a preset's default included): a critic-less run is never labelled plain `mappo`."""
+        settings, baseline = super().settings(), self.config.hyper().baseline
+        settings.pop("baseline", None)
+        if baseline == "mean" or baseline != self.config.default_baseline():
+            settings["baseline"] = baseline
+        return settings
+
     def check(self, task: SequentialTask, budget: Budget, tracking_uri: str | None = None) -> None:
         """Before the run is recorded: the device exists, the budget covers one rollout, and the
         resume source (`checkpoint.locate`) holds an intact checkpoint of these hyperparameters and

@@ -237,3 +237,73 @@ def test_blockwise_evaluate_equals_one_call(config):
             else:
                 np.testing.assert_array_equal(blocks[key], value, err_msg=key)
         env.end_frame()
+
+
+# ---- issue 14 item 1 (round 2): component-wise sensing kernels pinned against the previous vector forms
+
+def _previous_geometry(ap, x, fc):
+    """sensing.geometry of commit 431679d (vector form on 2- and 4-wide last axes)."""
+    diff = x[:, None, :, :2] - ap[:, :, None, :]
+    d = np.maximum(np.linalg.norm(diff, axis=-1), 1.0)
+    u = diff / d[..., None]
+    v = np.broadcast_to(x[:, None, :, 2:], u.shape)
+    tau_leg = np.concatenate([u / sensing.C0, np.zeros_like(u)], axis=-1)
+    vu = np.sum(v * u, axis=-1, keepdims=True)
+    f_leg = np.concatenate([-(fc / sensing.C0) * (v - vu * u) / d[..., None], -(fc / sensing.C0) * u], axis=-1)
+    return d, tau_leg, f_leg
+
+
+def _previous_fim(tau_leg, f_leg, u, v, sums):
+    """sensing.fim of commit 431679d (8 x 8 pair sums by a batched matrix product)."""
+    t, g = np.moveaxis(tau_leg, -2, -3), np.moveaxis(f_leg, -2, -3)
+    uq, vq = np.moveaxis(u, -1, -2)[..., None], np.moveaxis(v, -1, -2)[..., None]
+    su, sv = uq.sum(-2, keepdims=True), vq.sum(-2, keepdims=True)
+    X = np.concatenate([t, g], axis=-1)
+    own = np.swapaxes(X, -1, -2) @ ((sv * uq + su * vq) * X)
+    uX, vX = (uq * X).sum(-2), (vq * X).sum(-2)
+    P = own + uX[..., :, None] * vX[..., None, :] + vX[..., :, None] * uX[..., None, :]
+    wtt, wff, wtf = (sums[..., j, None, None] for j in range(3))
+    cross = P[..., 4:, :4]
+    return wtt * P[..., :4, :4] + wff * P[..., 4:, 4:] - wtf * (cross + np.swapaxes(cross, -1, -2))
+
+
+def _sensing_inputs(b=37, seed=21):
+    p = EntUsrTask().params
+    rng = np.random.default_rng(seed)
+    ap = rng.uniform(0, p.area, (b, p.MA, 2))
+    x = np.concatenate([rng.uniform(0, p.area, (b, p.MQ, 2)), rng.uniform(-80, 80, (b, p.MQ, 2))], -1)
+    x[0, 0, :2] = ap[0, 0] + 0.3  # a target within 1 m of an AP (the distance clamp)
+    return p, rng, ap, x
+
+
+def test_componentwise_geometry_is_bit_identical_to_the_vector_form():
+    p, _, ap, x = _sensing_inputs()
+    for got, want in zip(sensing.geometry(ap, x, p.fc), _previous_geometry(ap, x, p.fc)):
+        assert got.shape == want.shape
+        np.testing.assert_array_equal(got, want)
+
+
+FIM_RTOL = 1e-12  # per matrix, relative to its largest entry (other summation order; observed ~5e-16)
+
+
+@pytest.mark.parametrize("velocity_tau", [False, True])
+def test_componentwise_fim_equals_the_matrix_form(velocity_tau):
+    """Same sums in another order (float64): equal to FIM_RTOL of each matrix's scale, exactly symmetric;
+    also with nonzero velocity components of the delay legs (the general path) and broadcast inputs
+    with an extra leading axis (as power.py calls it)."""
+    p, rng, ap, x = _sensing_inputs()
+    dist, tau_leg, f_leg = sensing.geometry(ap, x, p.fc)
+    if velocity_tau:
+        tau_leg = tau_leg + rng.standard_normal(tau_leg.shape) * 1e-9
+    u = (rng.random(dist.shape) < 0.6) / dist**2
+    v = u * rng.uniform(0, 1e3, dist.shape)
+    sums = rng.uniform(0, 1, (len(ap), p.MQ, 3)) * np.array([1e12, 1e3, 1e7])
+    cases = [(tau_leg, f_leg, u, v, sums),
+             (np.broadcast_to(tau_leg[0], (5,) + tau_leg.shape[1:]), np.broadcast_to(f_leg[0], (5,) + f_leg.shape[1:]),
+              np.broadcast_to(u[0], (5,) + u.shape[1:]), v[:5], np.broadcast_to(sums[0], (5,) + sums.shape[1:]))]
+    for args in cases:
+        got, want = sensing.fim(*args), _previous_fim(*args)
+        assert got.shape == want.shape
+        scale = np.abs(want).max(axis=(-1, -2), keepdims=True)
+        assert np.all(np.abs(got - want) <= FIM_RTOL * scale)
+        np.testing.assert_array_equal(got, np.swapaxes(got, -1, -2))

@@ -29,18 +29,28 @@ def geometry(ap: np.ndarray, x: np.ndarray, fc: float):
       tau_leg (B, MA, MQ, 4) = d/dx of d_aq / c_o,
       f_leg   (B, MA, MQ, 4) = d/dx of fc v.(x_a - x_q) / (c_o d_aq).
     The gradient of tau_{aa'q} (f_{aa'q}) is tau_leg[a] + tau_leg[a'] (f_leg[a] + f_leg[a']):
-    the sum in eq. 6 runs over the two legs, so a monostatic pair a = a' counts its leg twice."""
-    diff = x[:, None, :, :2] - ap[:, :, None, :]  # x_q - x_a
-    d = np.maximum(np.linalg.norm(diff, axis=-1), 1.0)
-    u = diff / d[..., None]  # unit vector AP -> target
-    v = np.broadcast_to(x[:, None, :, 2:], u.shape)
-    zeros = np.zeros_like(u)
-    tau_leg = np.concatenate([u / C0, zeros], axis=-1)
-    vu = np.sum(v * u, axis=-1, keepdims=True)
-    df_dpos = -(fc / C0) * (v - vu * u) / d[..., None]
-    df_dvel = -(fc / C0) * u
-    f_leg = np.concatenate([df_dpos, df_dvel], axis=-1)
-    return d, tau_leg, f_leg
+    the sum in eq. 6 runs over the two legs, so a monostatic pair a = a' counts its leg twice.
+    Computed component by component on contiguous (MA, B, MQ) arrays; tau_leg and f_leg are views of
+    component-major buffers (4, MA, B, MQ), the layout `fim` reads (values as the vector form)."""
+    ax, ay = (np.ascontiguousarray(ap[..., c].T)[:, :, None] for c in range(2))  # (MA, B, 1)
+    xq = np.moveaxis(x, -1, 0)[:, None]  # (4, 1, B, MQ)
+    dx, dy = xq[0] - ax, xq[1] - ay  # x_q - x_a
+    dist = np.sqrt(dx * dx + dy * dy)  # the norm of (dx, dy)
+    np.maximum(dist, 1.0, out=dist)
+    ux, uy = dx / dist, dy / dist  # unit vector AP -> target
+    vx, vy = xq[2], xq[3]
+    tau = np.zeros((4,) + dist.shape)
+    np.divide(ux, C0, out=tau[0])
+    np.divide(uy, C0, out=tau[1])
+    vu = vx * ux + vy * uy
+    c = -(fc / C0)
+    f = np.empty_like(tau)
+    np.divide(c * (vx - vu * ux), dist, out=f[0])  # d f / d position
+    np.divide(c * (vy - vu * uy), dist, out=f[1])
+    np.multiply(c, ux, out=f[2])  # d f / d velocity
+    np.multiply(c, uy, out=f[3])
+    legs = (np.moveaxis(a, (0, 1), (3, 1)) for a in (tau, f))  # (B, MA, MQ, 4) views
+    return (np.moveaxis(dist, 0, 1), *legs)
 
 
 def radar_constant(p: Params) -> float:
@@ -78,23 +88,59 @@ def fim(tau_leg: np.ndarray, f_leg: np.ndarray, u: np.ndarray, v: np.ndarray, su
     / sigma = u_aq v_a'q factorizes (lambda^R is proportional to 1/(d_aq^2 d_a'q^2), Gamma depends on
     the transmitter a' only), so the double sum over AP pairs costs O(MA) per target.
 
-    tau_leg, f_leg: (B, MA, MQ, 4); u, v: (B, MA, MQ), zero for APs that do not serve q's
-    CCN / CFN; sums (B, MQ, 3) per target's regime. Returns (B, MQ, 4, 4)."""
-    t = np.moveaxis(tau_leg, 2, 1)  # (B, MQ, MA, 4)
-    g = np.moveaxis(f_leg, 2, 1)
-    uq, vq = np.moveaxis(u, 2, 1)[..., None], np.moveaxis(v, 2, 1)[..., None]  # (B, MQ, MA, 1)
-    su, sv = uq.sum(2, keepdims=True), vq.sum(2, keepdims=True)  # (B, MQ, 1, 1)
+    tau_leg, f_leg: (..., MA, MQ, 4); u, v: (..., MA, MQ), zero for APs that do not serve q's
+    CCN / CFN; sums (..., MQ, 3) per target's regime. Returns (..., MQ, 4, 4), symmetric.
 
-    # pair sums sum_{a,a'} u_a v_a' (x_a + x_a')(y_a + y_a')^T for x, y in {t, g}, all four at once on the
-    # stacked legs X = [t | g] (8 components): sum_a (sv u_a + su v_a) X_a X_a^T (the a = a' terms) plus
-    # (sum_a u_a X_a)(sum_a v_a X_a)^T and its transpose
-    X = np.concatenate([t, g], axis=-1)  # (B, MQ, MA, 8)
-    own = np.swapaxes(X, -1, -2) @ ((sv * uq + su * vq) * X)  # (B, MQ, 8, 8)
-    uX, vX = (uq * X).sum(2), (vq * X).sum(2)  # (B, MQ, 8)
-    P = own + uX[..., :, None] * vX[..., None, :] + vX[..., :, None] * uX[..., None, :]
-    wtt, wff, wtf = (sums[..., j, None, None] for j in range(3))
-    cross = P[..., 4:, :4]  # pair sum of (g, t)
-    return wtt * P[..., :4, :4] + wff * P[..., 4:, 4:] - wtf * (cross + np.swapaxes(cross, -1, -2))
+    With the stacked legs X = [t | g] (8 components) the pair sums are
+    P_ij = sum_{a,a'} u_a v_a' (X_ai + X_a'i)(X_aj + X_a'j) = sum_a w_a X_ai X_aj + uX_i vX_j + vX_i uX_j,
+    w_a = sv u_a + su v_a (the a = a' terms and the cross terms), uX = sum_a u_a X_a, su = sum_a u_a.
+    Computed entry by entry (upper triangle, mirrored) on contiguous (MA, targets) arrays, skipping the
+    components that are zero everywhere (d tau / d v)."""
+    shape = np.broadcast_shapes(tau_leg.shape[:-1], f_leg.shape[:-1], np.shape(u), np.shape(v))
+    ma, lead = shape[-2], shape[:-2] + shape[-1:]  # lead: the output's (..., MQ)
+
+    def per_ap(x):  # (..., MA, MQ) -> contiguous (MA, n)
+        return np.ascontiguousarray(np.moveaxis(np.broadcast_to(x, shape), -2, 0)).reshape(ma, -1)
+
+    def comps(x):  # (..., MA, MQ, 4) -> four (MA, n) arrays, None for a component zero everywhere
+        y = np.ascontiguousarray(np.moveaxis(np.broadcast_to(x, shape + (4,)), (-1, -3), (0, 1))).reshape(4, ma, -1)
+        return [c if c.any() else None for c in y]
+
+    uq, vq = per_ap(u), per_ap(v)
+    w = vq.sum(0) * uq
+    w += uq.sum(0) * vq
+    X = comps(tau_leg) + comps(f_leg)  # t_0..t_3, g_0..g_3
+    wX = [None if c is None else w * c for c in X]
+    uX = [None if c is None else np.einsum("an,an->n", uq, c) for c in X]
+    vX = [None if c is None else np.einsum("an,an->n", vq, c) for c in X]
+
+    done = {}
+
+    def pair(i, j):  # P_ij, None where X_i or X_j is zero
+        if (i, j) not in done:
+            out = None
+            if X[i] is not None and X[j] is not None:
+                out = np.einsum("an,an->n", wX[i], X[j])
+                out += uX[i] * vX[j]
+                out += vX[i] * uX[j]
+            done[i, j] = out
+        return done[i, j]
+
+    wtt, wff, wtf = (np.broadcast_to(sums[..., k], lead).reshape(-1) for k in range(3))
+    F = np.empty((wtt.size, 4, 4))
+    for i in range(4):
+        for j in range(i, 4):
+            tt, gg, gt, tg = pair(i, j), pair(4 + i, 4 + j), pair(4 + i, j), pair(4 + j, i)
+            val = np.zeros(wtt.size)
+            if tt is not None:
+                val += wtt * tt
+            if gg is not None:
+                val += wff * gg
+            if gt is not None or tg is not None:
+                val -= wtf * (gt if tg is None else tg if gt is None else gt + tg)
+            F[:, i, j] = val
+            F[:, j, i] = val
+    return F.reshape(lead + (4, 4))
 
 
 def inv_spd4(J: np.ndarray) -> np.ndarray:

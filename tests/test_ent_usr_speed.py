@@ -307,3 +307,26 @@ def test_componentwise_fim_equals_the_matrix_form(velocity_tau):
         scale = np.abs(want).max(axis=(-1, -2), keepdims=True)
         assert np.all(np.abs(got - want) <= FIM_RTOL * scale)
         np.testing.assert_array_equal(got, np.swapaxes(got, -1, -2))
+
+
+def test_around_table_equals_the_formula():
+    p = EntUsrTask().params
+    rng = np.random.default_rng(22)
+    mrt = rng.integers(0, p.n_angles, (7, 5, 9))
+    c = rng.integers(-3, p.n_angles + 3, mrt.shape)  # out-of-range c is clipped
+    cc = np.clip(c, 0, p.n_angles - 1)
+    want = (mrt + np.where(cc % 2 == 1, (cc + 1) // 2, -(cc // 2))) % p.n_angles
+    np.testing.assert_array_equal(model.around(mrt, c, p), want)
+    np.testing.assert_array_equal(model.around(np.int64(3), np.arange(p.n_angles), p),
+                                  (3 + np.where(np.arange(p.n_angles) % 2 == 1, (np.arange(p.n_angles) + 1) // 2,
+                                                -(np.arange(p.n_angles) // 2))) % p.n_angles)
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_first_frame_rates_and_beams_are_bit_identical_to_the_recording(reference, case):
+    """Frame 0's SINRs, rates and beams do not depend on the sensing algebra: the F-regime product (conj(h_hat)
+    and the beams written in the product's layout) and the beam-offset table keep them to the bit."""
+    got = trajectory(EntUsrTask(CASES[case]), big=False, frames=1)
+    for key in ("sinr_loc_0", "sinr_fed_0", "rate_0", "beam_loc_0", "beam_fed_0"):
+        np.testing.assert_array_equal(got[key], reference[f"{case}/{key}"], err_msg=key)
+

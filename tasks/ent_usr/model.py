@@ -142,16 +142,18 @@ def evaluate(p: Params, s: FrameState, d: Decision) -> dict:
 
     # ---- F-regime SINR and rate: CFN r on the shared subcarriers of its subbands
     onehot = d.group[..., None] == np.arange(p.R)  # (B, M, R)
-    vf = code[beam_fed]  # (B, MA, MK+MQ, N)
-    hf = h_hat.transpose(0, 3, 1, 2, 4).conj()  # (B, i, MA, MK, N)
-    vfu = vf[:, None, :, : p.MK] if exact is None else exact.fed_users  # (B, 1 or M subbands, MA, MK, N)
+    # conj(h_hat) written once in the layout of the gain product (B, i, k, MA, N); hf is a view of it
+    hc = np.empty((b, p.M, p.MK, p.MA, p.N), np.complex64)
+    np.conjugate(h_hat.transpose(0, 3, 2, 1, 4), out=hc)
+    hf = hc.transpose(0, 1, 3, 2, 4)  # (B, i, MA, MK, N)
+    vfu = code[beam_fed[..., : p.MK]][:, None] if exact is None else exact.fed_users  # (B, 1 or M, MA, MK, N)
     vfk = np.broadcast_to(vfu, hf.shape)
     phase_f = _coherent_phase(np.einsum("...n,...n->...", hf, vfk))  # (B, i, MA, k') (eq. 67b)
     amp = np.sqrt(pw_fed[:, :, : p.MK]).astype(np.float32)[:, None] * sub_ap.transpose(0, 2, 1)[..., None]
     coef = amp * phase_f  # complex64
-    tx_f = coef[..., None] * vfu  # (B, i, MA, k', N), zero outside S_{r(a)}
-    hc_f = hf.transpose(0, 1, 3, 2, 4).reshape(b, p.M, p.MK, p.MA * p.N)
-    gain_f = hc_f @ tx_f.transpose(0, 1, 2, 4, 3).reshape(b, p.M, p.MA * p.N, p.MK)  # (B, i, k, k')
+    tx_f = np.empty((b, p.M, p.MA, p.N, p.MK), np.complex64)  # (B, i, MA, N, k'), zero outside S_{r(a)}
+    np.multiply(coef[:, :, :, None, :], np.swapaxes(vfu, -1, -2), out=tx_f)  # written in the product's layout
+    gain_f = hc.reshape(b, p.M, p.MK, p.MA * p.N) @ tx_f.reshape(b, p.M, p.MA * p.N, p.MK)  # (B, i, k, k')
     power_f = (gain_f.real**2 + gain_f.imag**2).astype(float)
     sig_f = np.diagonal(power_f, axis1=2, axis2=3).transpose(0, 2, 1)  # (B, k, i)
     tot_f = pw_fed.sum(-1)[:, :, None] * sub_ap  # (B, MA, i) power of AP a on subband i
@@ -315,7 +317,10 @@ def _mrt_users(p: Params, h_hat: np.ndarray, sub_ap: np.ndarray) -> tuple[np.nda
 
 def around(mrt: np.ndarray, c: np.ndarray, p: Params) -> np.ndarray:
     """The c-th Theta angle around index `mrt`: offsets 0, +1, -1, +2, -2, ... (cyclic on the
-    n_angles indices), so c = 0..n_angles-1 is a permutation of Theta for every mrt."""
-    c = np.clip(c, 0, p.n_angles - 1)
-    offset = np.where(c % 2 == 1, (c + 1) // 2, -(c // 2))
-    return (mrt + offset) % p.n_angles
+    n_angles indices), so c = 0..n_angles-1 is a permutation of Theta for every mrt (c is clipped
+    to that range). The offsets come from a table of the n_angles values of c."""
+    k = np.arange(p.n_angles)
+    table = np.where(k % 2 == 1, (k + 1) // 2, -(k // 2))
+    out = np.add(mrt, np.take(table, c, mode="clip"))
+    out %= p.n_angles
+    return out

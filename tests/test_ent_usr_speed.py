@@ -96,13 +96,19 @@ def test_blockwise_normal_draws_are_the_stream_of_one_draw():
     np.testing.assert_array_equal(new, old)
 
 
+def _mmse_inputs(p, seed: int, b: int = 11):
+    """Channels h, h[n-1], pilot noise (b, MA, MK, M, N), lam (b, MA, MK, 1) and pilot counts (b, MA, MK, M)."""
+    rng = np.random.default_rng(seed)
+    shape = (b, p.MA, p.MK, p.M, p.N)
+    h, h_prev, noise = (channels.cn(rng, shape) for _ in range(3))
+    lam = rng.random((b, p.MA, p.MK, 1)) * 1e-9
+    pilots = rng.integers(0, 5, (b, p.MA, p.MK, p.M)).astype(float)
+    return h, h_prev, noise, lam, pilots
+
+
 def test_mmse_estimate_blockwise_equals_the_direct_formula():
     p = EntUsrTask().params
-    rng = np.random.default_rng(0)
-    shape = (11, p.MA, p.MK, p.M, p.N)
-    h, h_prev, noise = (channels.cn(rng, shape) for _ in range(3))
-    lam = rng.random((11, p.MA, p.MK, 1)) * 1e-9
-    pilots = rng.integers(0, 5, (11, p.MA, p.MK, p.M)).astype(float)
+    h, h_prev, noise, lam, pilots = _mmse_inputs(p, 0)
     got, delta = channels.mmse_estimate(h, h_prev, lam, pilots, noise, p)
     # the formula of the previous implementation, in complex arithmetic
     lam_bar = (1 - p.rho**2) * lam
@@ -330,3 +336,16 @@ def test_first_frame_rates_and_beams_are_bit_identical_to_the_recording(referenc
     for key in ("sinr_loc_0", "sinr_fed_0", "rate_0", "beam_loc_0", "beam_fed_0"):
         np.testing.assert_array_equal(got[key], reference[f"{case}/{key}"], err_msg=key)
 
+
+def test_mmse_estimate_writes_into_given_buffers():
+    """out=(h_hat, delta): the same values written into the caller's arrays (fast and general paths)."""
+    p = EntUsrTask().params
+    h, h_prev, noise, lam, pilots = _mmse_inputs(p, 23)
+    shape = h.shape
+    for args in ((h, h_prev, noise), (h.astype(np.complex128), h_prev, noise)):
+        want = channels.mmse_estimate(*args[:2], lam, pilots, args[2], p)
+        buf = (np.empty(shape, want[0].dtype), np.empty(shape[:-1]))
+        got = channels.mmse_estimate(*args[:2], lam, pilots, args[2], p, out=buf)
+        assert got[0] is buf[0] and got[1] is buf[1]
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_array_equal(got[1], want[1])

@@ -113,13 +113,15 @@ def pilot_counts(p: Params, b_fed: np.ndarray) -> np.ndarray:
 
 
 def mmse_estimate(h: np.ndarray, h_prev: np.ndarray, lam: np.ndarray, pilots: np.ndarray,
-                  pilot_noise: np.ndarray, p: Params) -> tuple[np.ndarray, np.ndarray]:
+                  pilot_noise: np.ndarray, p: Params, out: tuple[np.ndarray, np.ndarray] | None = None
+                  ) -> tuple[np.ndarray, np.ndarray]:
     """MMSE estimate of h[n] from the prior CN(rho h[n-1], lam_bar I) (eq. 19) and D pilot symbols
     of power p^ce: h_hat = rho h[n-1] + g (h - rho h[n-1] + n / sqrt(p D)), g = p D lam_bar /
     (p D lam_bar + sigma). The error h - h_hat is independent of h_hat with variance delta of eq. 21
     (the paper's eq. 20 writes h_hat = h + e; the MMSE error is orthogonal to the estimate instead).
     h, h_prev, pilot_noise: (..., N); lam and pilots broadcast to (...), e.g. lam (B, MA, MK, 1)
-    with pilots (B, MA, MK, M). Returns (h_hat (..., N), delta (...))."""
+    with pilots (B, MA, MK, M). Returns (h_hat (..., N), delta (...)), written into `out` (h_hat, delta)
+    when given (e.g. slices of full-batch arrays, so that blocks of a batch need not be joined)."""
     lam_bar = (1.0 - p.rho**2) * lam  # eq. 19
     shape = np.broadcast_shapes(h.shape, h_prev.shape, pilot_noise.shape)
     if (any(x.dtype != np.complex64 or x.shape != shape for x in (h, h_prev, pilot_noise))
@@ -127,17 +129,25 @@ def mmse_estimate(h: np.ndarray, h_prev: np.ndarray, lam: np.ndarray, pilots: np
         snr = p.p_ce * pilots * lam_bar
         gain = snr / (snr + p.noise)
         scale = np.where(pilots > 0, np.sqrt(p.noise / np.maximum(p.p_ce * pilots, 1e-300)), 0.0)
-        out = h_prev * ((1.0 - gain) * p.rho).astype(np.float32)[..., None]
-        out += h * gain.astype(np.float32)[..., None]
-        out += pilot_noise * (gain * scale).astype(np.float32)[..., None]
-        return out, error_variance(lam_bar, pilots, p.p_ce, p.noise)
+        est = h_prev * ((1.0 - gain) * p.rho).astype(np.float32)[..., None]
+        est += h * gain.astype(np.float32)[..., None]
+        est += pilot_noise * (gain * scale).astype(np.float32)[..., None]
+        delta = error_variance(lam_bar, pilots, p.p_ce, p.noise)
+        if out is None:
+            return est, delta
+        np.copyto(out[0], est)
+        np.copyto(out[1], delta)
+        return out
     # h_hat = (1 - g) rho h[n-1] + g h + g sqrt(sigma / (p D)) n, block by block of CHUNK environments: the
     # gain g, the three float32 factors and delta (eq. 21) of the block first (the same float64 expressions
     # element by element as the general path and error_variance, snr + sigma shared), then three passes
     # over the block's channels (real float32 factors on the interleaved re/im parts: the same products)
-    out = np.empty(shape, np.complex64)
-    delta = np.empty(shape[:-1])
-    o = _real(out)
+    est, delta = out if out is not None else (np.empty(shape, np.complex64), np.empty(shape[:-1]))
+    if (est.shape != shape or est.dtype != np.complex64 or not est.flags.c_contiguous
+            or delta.shape != shape[:-1] or delta.dtype != np.float64):
+        raise ValueError("mmse_estimate: out must be a C-contiguous complex64 array of the channels' shape and a "
+                         "float64 array of their shape without the antenna axis")
+    o = _real(est)
     hr, pr, nr = (_real(np.ascontiguousarray(x)) for x in (h, h_prev, pilot_noise))
     lb, pil = np.broadcast_to(lam_bar, shape[:-1]), np.broadcast_to(pilots, shape[:-1])
     for lo in range(0, shape[0], CHUNK):
@@ -151,4 +161,4 @@ def mmse_estimate(h: np.ndarray, h_prev: np.ndarray, lam: np.ndarray, pilots: np
         np.multiply(pr[sl], ((1.0 - gain) * p.rho).astype(np.float32)[..., None], out=blk)
         blk += hr[sl] * gain.astype(np.float32)[..., None]
         blk += nr[sl] * (gain * scale).astype(np.float32)[..., None]
-    return out, delta
+    return est, delta

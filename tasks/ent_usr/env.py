@@ -66,14 +66,22 @@ def evaluate_blocks(p: Params, s: model.FrameState, d: model.Decision, block: in
     along the batch axis. Every quantity of evaluate is computed per environment, so the outputs equal
     those of one call (tests/test_ent_usr_speed.py); the blocks only keep the large intermediates
     (B, MA, MK, M, ...) in cache. Blocks are near-equal (array_split), never of a single environment
-    unless B = 1."""
+    unless B = 1. The Phase-II estimates (h_hat, delta) are written by each block straight into full-batch
+    arrays (complex64 channels), the other outputs are joined."""
     b = s.h.shape[0]
     parts = -(-b // (block or EVAL_BLOCK))
     if parts <= 1:
         return model.evaluate(p, s, d)
     bounds = np.cumsum([0] + [len(x) for x in np.array_split(np.arange(b), parts)])
-    outs = [model.evaluate(p, s.take(slice(lo, hi)), d.take(slice(lo, hi))) for lo, hi in zip(bounds[:-1], bounds[1:])]
-    return _concat(outs)
+    if any(x.dtype != np.complex64 or x.shape != s.h.shape for x in (s.h, s.h_prev, s.pilot_noise)):  # general
+        return _concat([model.evaluate(p, s.take(slice(lo, hi)), d.take(slice(lo, hi)))
+                        for lo, hi in zip(bounds[:-1], bounds[1:])])
+    est = {"h_hat": np.empty(s.h.shape, np.complex64), "delta": np.empty(s.h.shape[:-1])}  # the blocks write here
+    outs = [model.evaluate(p, s.take(slice(lo, hi)), d.take(slice(lo, hi)),
+                           estimate_out=(est["h_hat"][lo:hi], est["delta"][lo:hi]))
+            for lo, hi in zip(bounds[:-1], bounds[1:])]
+    joined = _concat([{k: v for k, v in o.items() if k not in est} for o in outs])
+    return {k: est[k] if k in est else joined[k] for k in outs[0]}
 
 
 def _concat(outs: list):

@@ -105,8 +105,10 @@ def _diag_blocks(x: np.ndarray, p: Params) -> np.ndarray:
     return np.moveaxis(out, 0, 1)
 
 
-def evaluate(p: Params, s: FrameState, d: Decision) -> dict:
-    """Outcome of one frame for every environment of the batch (see the module docstring)."""
+def evaluate(p: Params, s: FrameState, d: Decision, estimate_out: tuple[np.ndarray, np.ndarray] | None = None
+             ) -> dict:
+    """Outcome of one frame for every environment of the batch (see the module docstring).
+    estimate_out: buffers (h_hat, delta) the Phase-II estimates are written into (channels.mmse_estimate)."""
     b = s.h.shape[0]
     ca, ck, cq = cells(p)
     angles = p.angles
@@ -115,7 +117,8 @@ def evaluate(p: Params, s: FrameState, d: Decision) -> dict:
 
     # ---- channel estimation (eq. 19-22): Phase-I entries do not depend on the decision
     pilots = channels.pilot_counts(p, b_fed_cell)
-    h_hat, delta = channels.mmse_estimate(s.h, s.h_prev, s.lam[..., None], pilots, s.pilot_noise, p)
+    h_hat, delta = channels.mmse_estimate(s.h, s.h_prev, s.lam[..., None], pilots, s.pilot_noise, p,
+                                          out=estimate_out)
 
     hl = _diag_blocks(h_hat, p)  # (B, M, A, K, N)
     dl = _diag_blocks(delta, p)  # (B, M, A, K)

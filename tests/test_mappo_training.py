@@ -1,4 +1,5 @@
-"""MAPPO end to end on the toy staged environment: learning, determinism, checkpoint/resume."""
+"""MAPPO end to end on the toy staged environment: learning, determinism, checkpoint/resume
+(checkpoint/resume for IPPO and HAPPO too)."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,7 +7,7 @@ import pytest
 import torch
 
 from isacbench.api import Budget, Reporter, UserError
-from isacbench.solvers.mappo import MAPPO
+from isacbench.solvers.mappo import HAPPO, IPPO, MAPPO
 
 from test_mappo_env import ToyEnv, play
 
@@ -15,8 +16,8 @@ ROLLOUT = 16 * ToyEnv.frames_per_episode  # frames per update
 EVAL_SEEDS = (1000, 1001)
 
 
-def train(budget_frames: int, tmp_path=None, reporter: Reporter | None = None, **over):
-    solver = MAPPO({**TINY, **over})
+def train(budget_frames: int, tmp_path=None, reporter: Reporter | None = None, solver_class=MAPPO, **over):
+    solver = solver_class({**TINY, **over})
     rep = reporter or Reporter(artifact_dir=str(tmp_path) if tmp_path else None)
     policy = solver.train(ToyEnv, Budget(frames=budget_frames), np.random.default_rng(7), rep)  # make_env
     return solver, policy
@@ -48,20 +49,22 @@ class Interrupt(Exception):
     pass
 
 
-def test_checkpoint_resume_continues_identically(tmp_path):
-    straight, p_straight = train(6 * ROLLOUT)
+@pytest.mark.parametrize("solver_class", [MAPPO, IPPO, HAPPO])
+def test_checkpoint_resume_continues_identically(tmp_path, solver_class):
+    straight, p_straight = train(6 * ROLLOUT, solver_class=solver_class)
 
     def stop_after_4(fraction, text):
         if "update 4," in text:
             raise Interrupt
     with pytest.raises(Interrupt):
-        train(6 * ROLLOUT, reporter=Reporter(progress=stop_after_4, artifact_dir=str(tmp_path)), checkpoint_every=2)
+        train(6 * ROLLOUT, reporter=Reporter(progress=stop_after_4, artifact_dir=str(tmp_path)), checkpoint_every=2,
+              solver_class=solver_class)
     ckpt = tmp_path / "mappo" / "checkpoint.safetensors"
     assert ckpt.is_file() and (tmp_path / "mappo" / "training_curve.png").is_file()
 
     logged = []
     resumed, p_resumed = train(6 * ROLLOUT, reporter=Reporter(log_metrics=lambda m, s: logged.append((s, m))),
-                               resume=str(tmp_path))
+                               resume=str(tmp_path), solver_class=solver_class)
     assert curve(resumed) == curve(straight)
     assert [s for s, _ in logged] == [h["frames"] for h in straight.history]  # old steps re-logged, then new
     assert logged[0][1]["train/return"] == straight.history[0]["return"]

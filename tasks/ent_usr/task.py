@@ -51,14 +51,18 @@ class EntUsrTask(SequentialTask):
     def profiles(cls) -> dict[str, Profile]:
         """Evaluation: the instance's 4 fixed episodes x 20 frames, on the `paper` (Table I) and
         `cooperative` scenarios. Per-frame optimizers get `evaluations` per frame problem; MAPPO
-        variants (the task's topology setting) an equal training-frame budget. `convex` within the
+        variants (the task's topology setting, the critic baseline) and IPPO / HAPPO an equal training-frame
+        budget. `convex` within the
         all-local / all-federated topologies and the `topology-search` oracle are the references of
         the Fig. 5 orderings. Solvers that use no randomness (the fixed rules, convex, polyblock) run
         one seed (their seeds are identical runs); the oracle one seed in `quick` (its randomness is
         only the move order of its local search) and three in `paper`. The rule baselines run with
         both beams (solver config `beam`: true MRT, random-mrt's default, and codebook MRT, ccn-mrt's
         and cfn-mrt's default; docs/models/ent-usr.md, Baselines)."""
-        mappo = ("mappo", "mappo[topology=ccn-only]", "mappo[topology=cfn-only]")
+        # the MARL learners: mappo's default (baseline=mean, no critic) and its topology variants, mappo with
+        # the role-specific centralized critics, ippo, happo (docs/solvers/mappo.md)
+        mappo = ("mappo", "mappo[topology=ccn-only]", "mappo[topology=cfn-only]", "mappo[baseline=critic]", "ippo",
+                 "happo")
         convex = ("convex", "convex[topology=ccn-only]", "convex[topology=cfn-only]")
         rules = ("random-mrt", "random-mrt[beam=codebook]", "ccn-mrt", "ccn-mrt[beam=mrt]", "cfn-mrt",
                  "cfn-mrt[beam=mrt]")

@@ -185,7 +185,7 @@ def _run(scale: str) -> Section:
     # ---- end to end: training frames/s vs the random-policy environment at the same batch
     t = profile_training(cfg["num_envs"], cfg["updates"])
     b = int(t["num_envs"])
-    env_fps, _ = bench_env.batched_fps(EntUsrTask(), b, max(2, frames // 2))
+    env_fps, _, _ = bench_env.batched_fps(EntUsrTask(), b, max(2, frames // 2))
     total, env = t["total"], t["env"]
     policy = t["rollout"] - env  # actor forward passes, sampling, buffer writes inside collect()
     learner = t["learner"]

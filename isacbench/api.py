@@ -5,6 +5,7 @@ re-evaluates the returned decision with `Problem.evaluate` and checks feasibilit
 """
 from __future__ import annotations
 
+import inspect
 import itertools
 import math
 import time
@@ -186,11 +187,16 @@ class Problem(ABC):
     def evaluate(self, x: Mapping) -> Evaluation:
         """Evaluate decision x (a dict name -> value)."""
 
-    def structure(self, at: Mapping | None = None) -> "Structure":
+    def structure(self, at: Mapping | None = None, options: Mapping | None = None) -> "Structure":
         """Structure a specialized solver can use (monotonic / convex programs); empty by default.
         `at`: a decision whose discrete part (e.g. a topology) fixes the structure of the continuous
         rest ("the structure of the continuous part with the discrete variables fixed at `at`"); None:
-        the problem's own reference. Problems whose structure does not depend on a decision ignore it."""
+        the problem's own reference. Problems whose structure does not depend on a decision ignore it.
+        `options`: problem-specific settings a solver passes on (e.g. ent-usr's {"beam": "mrt"}: the
+        reference, starts and completions at true-MRT beams); a problem that takes none may omit the
+        parameter (`BudgetedProblem.structure` then refuses options with a UserError)."""
+        if options:
+            raise UserError(f"{type(self).__name__}.structure() takes no options (got {dict(options)})")
         return Structure()
 
 
@@ -352,7 +358,11 @@ class BudgetedProblem(Problem):
         self.evaluations += n
         self.trace.extend([self.best.objective if self.best else float("nan")] * n)
 
-    def structure(self, at: Mapping | None = None) -> Structure:
+    def structure(self, at: Mapping | None = None, options: Mapping | None = None) -> Structure:
+        if options:
+            if "options" not in inspect.signature(self.inner.structure).parameters:
+                raise UserError(f"{type(self.inner).__name__}.structure() takes no options (got {dict(options)})")
+            return self.inner.structure(at, options=options)
         return self.inner.structure() if at is None else self.inner.structure(at)
 
 

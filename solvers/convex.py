@@ -35,7 +35,7 @@ import numpy as np
 from pydantic import Field
 
 from isacbench.api import (Budget, BudgetedProblem, BudgetExhausted, Config, ConvexProgram, MonotonicProgram, Solution,
-                           Solver, UserError)
+                           Solver, Structure, UserError)
 
 from .structured import BlockResult, Meter, checked, solve_blocks
 
@@ -57,6 +57,8 @@ class ConvexConfig(Config):
     rel_tol: float = Field(1e-6, ge=0, description="stop a branch when the predicted or true gain is below rel_tol*|f|")
     fd_step: float = Field(1e-6, gt=0, lt=0.1, description="forward-difference step (fraction of the box)")
     screen_tol: float = Field(1e-3, gt=0, lt=1, description="bisection tolerance of the diagonal start point")
+    beam: Literal["codebook", "mrt"] = Field("codebook", description="ent-usr: the beams of the reference layout whose "
+                                             "power is optimized, codebook MRT or true MRT (structure option beam)")
 
 
 class SubproblemFailed(RuntimeError):
@@ -262,6 +264,12 @@ def sca(programs: Sequence[MonotonicProgram], cfg: ConvexConfig, max_evaluations
     return res
 
 
+def beam_structure(problem: BudgetedProblem, beam: str) -> Structure:
+    """`problem.structure()` at a solver's `beam` setting: the default codebook beams take no options
+    (every problem), true MRT passes {"beam": "mrt"} (ent-usr frame problems; others refuse it)."""
+    return problem.structure() if beam == "codebook" else problem.structure(options={"beam": beam})
+
+
 def _box(prog: MonotonicProgram) -> tuple[np.ndarray, np.ndarray]:
     """(low, high - low): y = low + (high - low) u maps the unit box onto the program's box."""
     low = np.asarray(prog.low, float).ravel()
@@ -371,7 +379,7 @@ class Convex(Solver):
         return Solution(decision=decision, info=info)
 
     def solve(self, problem: BudgetedProblem, budget: Budget, rng: np.random.Generator) -> Solution:
-        structure = problem.structure()
+        structure = beam_structure(problem, self.config.beam)
         if structure.convex_blocks is not None:  # ent-usr: separable power allocation
             sol = solve_blocks(problem, structure.convex_blocks, self._block)
             statuses: dict[str, int] = {}

@@ -52,7 +52,7 @@ from pydantic import Field
 
 from isacbench.api import Budget, BudgetedProblem, BudgetExhausted, Config, DiscreteSearch, Solution, Solver, UserError
 
-from .convex import ConvexConfig, ScaResult, sca_program
+from .convex import ConvexConfig, ScaResult, beam_structure, sca_program
 from .structured import Meter
 
 UNBUDGETED_SCREEN = 1000  # screening evaluations when the budget has neither evaluations nor seconds
@@ -72,6 +72,8 @@ class TopologySearchConfig(Config):
                                                       "point (convex's default)")
     quick_iterations: int = Field(8, ge=1, description="SCA iterations per block of the other polished points")
     solver: Literal["CLARABEL", "SCS"] = Field("CLARABEL", description="cvxpy solver of the SCA subproblems")
+    beam: Literal["codebook", "mrt"] = Field("codebook", description="ent-usr: the beams of the starts and of every "
+                                             "completed layout, codebook MRT or true MRT (structure option beam)")
 
 
 class TopologySearch(Solver):
@@ -85,7 +87,7 @@ class TopologySearch(Solver):
 
     def solve(self, problem: BudgetedProblem, budget: Budget, rng: np.random.Generator) -> Solution:
         cfg = self.config
-        base = problem.structure()
+        base = beam_structure(problem, cfg.beam)  # completed layouts carry the beams
         ds = base.discrete
         if ds is None:
             raise UserError("solver 'topology-search' needs a problem whose structure() declares its discrete part "

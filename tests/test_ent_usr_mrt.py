@@ -234,8 +234,8 @@ def test_rule_baselines_beam_option_defaults_and_labels():
     assert "true_mrt" not in CcnMRT().solve(prob, Budget(), rng).decision
     with pytest.raises(UserError, match="true_mrt"):
         prob.evaluate({**x, "true_mrt": 0.5})
-    with pytest.raises(UserError, match="codebook beams"):
-        prob.structure(at=x)
+    # the power programs take true-MRT beams too (test_ent_usr_power_mrt.py): the blocks keep true_mrt
+    assert prob.structure(at=x).convex_blocks.reference_decision["true_mrt"] == 1.0
 
 
 def test_beam_option_changes_the_beams_only():

@@ -17,8 +17,9 @@ The objective is the frame's USR (eq. 42) computed with the estimated CSI of the
 are `metrics.METRICS`, as the environment's `end_frame` reports them.
 Under a restricted topology setting (`Params.topology`, topology.py) the bounds fix the topology:
 ccn-only fed_* = 0, bl_m = B, pl_a = 1; cfn-only fed_* = 1, bl_m = 0, pl_a = 0.
-`structure()` exposes the power allocation for the topology and beams of a reference decision as
-monotonic programs (`power.PowerPrograms`)."""
+`structure()` exposes the power allocation for the topology and beams (codebook or true MRT) of a
+reference decision as monotonic and convex programs (`power.PowerPrograms`); `options={"beam": "mrt"}`
+takes the reference and the topology search's layouts at true-MRT beams."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -117,36 +118,43 @@ class EntUsrFrameProblem(Problem):
         """CCN m -> CFN floor(m R / M): R blocks of consecutive (row-major, adjacent) CCNs."""
         return (np.arange(self.p.M) * self.p.R) // self.p.M
 
-    def reference(self) -> tuple[dict, int]:
+    def reference(self, beam: str = "codebook") -> tuple[dict, int]:
         """Default reference decision of `structure()`, and the evaluations choosing it took: the
         better (USR) of the rule topologies the topology setting allows (`topology.reference_federations`:
-        CCN-only and CFN-only under ent, else the fixed one), contiguous groups."""
+        CCN-only and CFN-only under ent, else the fixed one), contiguous groups, `beam` as in `rule`."""
         p = self.p
-        xs = [self.rule(np.full((p.M, p.K + p.Q), fed), self.contiguous_groups())
+        xs = [self.rule(np.full((p.M, p.K + p.Q), fed), self.contiguous_groups(), beam=beam)
               for fed in topology.reference_federations(p.topology)]
         if len(xs) == 1:
             return xs[0], 0
         return max(xs, key=lambda x: self.evaluate(x).objective), len(xs)
 
-    def structure(self, at: Mapping | None = None) -> Structure:
+    def structure(self, at: Mapping | None = None, options: Mapping | None = None) -> Structure:
         """The power allocation at the topology, sensing weights and beams of the decision `at`
-        (default: `self.reference()`, whose evaluations are not counted here: `reference_evaluations`
+        (default: `self.reference(beam)`, whose evaluations are not counted here: `reference_evaluations`
         says how many a solver should charge), groups beyond M_max repaired (eq. 52): `monotonic_blocks`
         (`PowerPrograms.separable`: one MonotonicProgram per CCN / CFN block, objectives adding up
         to the USR), `monotonic` (the joint program, one branch), `convex_blocks` (the same blocks
         as ConvexPrograms in the power levels, `power_convex`, with block keys) and `discrete`
-        (the topology search space, `discrete()`). The programs need codebook beams: `true_mrt` = 1
-        at `at` is a UserError."""
-        x, spent = (at, 0) if at is not None else self.reference()
+        (the topology search space, `discrete(beam)`). The beams are those of `at` (codebook MRT, or
+        true MRT with `true_mrt` = 1). options: {"beam": "codebook" (default) or "mrt"}: the beams of
+        the default reference and of `discrete`'s layouts (an `at` keeps its own)."""
+        options = dict(options or {})
+        beam = options.pop("beam", "codebook")
+        if options or beam not in ("codebook", "mrt"):
+            raise UserError(f"ent-usr frame problem: structure options are beam='codebook' or 'mrt'; got "
+                            f"{dict(options or {}, beam=beam)}")
+        x, spent = (at, 0) if at is not None else self.reference(beam)
         x = self.space.check(x)
         if self.cfn_excess(x):
             x = {**x, **{f"grp_{m}": int(g) for m, g in enumerate(act.repair_groups(
                 np.array([[x[f"grp_{m}"] for m in range(self.p.M)]]), self.p)[0])}}
         progs = PowerPrograms(self.p, self.state, x, self.to_decision)
         return Structure(monotonic=[progs.joint()], monotonic_blocks=progs.separable(spent),
-                         convex_blocks=progs.convex(spent), discrete=self.discrete())
+                         convex_blocks=progs.convex(spent),
+                         discrete=self.discrete() if beam == "codebook" else self.discrete(beam))
 
-    def discrete(self) -> DiscreteSearch:
+    def discrete(self, beam: str = "codebook") -> DiscreteSearch:
         """The topology as a discrete search space (`topology-search`): `fed_{m}_{j}` (as in the
         frame problem), `grp_{m}`, and per CCN a resource split `off_{m}` in -(K+Q)..K+Q: CCN m keeps
         the share clip((n_loc_m + off_m) / (K+Q), 0, 1) of its subcarriers (bl_m, rounded) and of its
@@ -154,7 +162,8 @@ class EntUsrFrameProblem(Problem):
         baselines' proportional rule, `rule`); sensing weights 0.5 (equal power; the power levels
         are the convex blocks' variables). Under a restricted topology setting the bounds fix the
         classification and the split as the frame problem's bounds do. Starts: the all-local and
-        all-federated rule layouts the setting allows, contiguous groups. Neighbours: see
+        all-federated rule layouts the setting allows, contiguous groups; `beam` (as in `rule`) is the
+        beams of every completed layout. Neighbours: see
         `neighbours` below (single flips alone miss e.g. exchanging which user a CCN federates)."""
         p, nk = self.p, self.p.K + self.p.Q
         bounds = topology.frame_bounds(p.topology, p.B)
@@ -165,7 +174,7 @@ class EntUsrFrameProblem(Problem):
 
         def complete(z: Mapping) -> dict:
             fed = np.array([[int(z[f"fed_{m}_{j}"]) for j in range(nk)] for m in range(p.M)], dtype=bool)
-            x = self.rule(fed, np.array([int(z[f"grp_{m}"]) for m in range(p.M)]))
+            x = self.rule(fed, np.array([int(z[f"grp_{m}"]) for m in range(p.M)]), beam=beam)
             share = np.clip(((~fed).sum(axis=1) + np.array([int(z[f"off_{m}"]) for m in range(p.M)])) / nk, 0, 1)
             x.update({f"bl_{m}": int(np.clip(round(p.B * share[m]), *bounds["bl"])) for m in range(p.M)})
             x.update({f"pl_{a}": float(np.clip(share[a // p.A], *bounds["pl"])) for a in range(p.MA)})

@@ -5,8 +5,11 @@ Power model. Every service s (user or target of CCN m, index j) has one power le
 (frame-problem variable `lv_{m}_{j}`, default 1): AP a gives it the per-subcarrier power
 p_as = c_as lv_s, where c_as = share_as P_a^X / B_a^X is the reference decision's per-subcarrier
 power (eq. 14-17, 62a, 63a, 67a, 68a; share_as from the sensing weights w). AP a's budget (eq. 16 /
-17) reads sum_s share_as lv_s <= 1. Beams (codebook MRT, eq. 62b, 67b) and the topology (eq. 7-12)
-stay those of the reference.
+17) reads sum_s share_as lv_s <= 1. Beams (codebook MRT, eq. 62b, 67b, or true MRT, mrt.py) and the
+topology (eq. 7-12) stay those of the reference. True-MRT beams enter through mrt.py's vectors
+(`mrt.beams`) and beampattern (`mrt._pattern`): a federated user's beam changes with the subband, so a
+CFN block's gains G_ikk' use the subband-i beams and its sensing terms keep one beampattern per subband
+(the FIM of eq. 28-31 summed per subband, as `mrt.fim`).
 
 Separability. CCNs and CFNs use disjoint subcarriers and disjoint budgets (P^L / P^F, eq. 10), and
 U (eq. 43) is a sum over services, so the problem splits into one block per CCN (its local
@@ -38,7 +41,7 @@ from typing import Callable
 
 import numpy as np
 
-from isacbench.api import MonotonicProgram, SeparablePrograms, UserError
+from isacbench.api import MonotonicProgram, SeparablePrograms
 
 from . import channels, model, mrt, sensing, signaling
 from .config import Params
@@ -162,12 +165,9 @@ class PowerPrograms:
         self.lv_ref = np.array([[float(x_ref.get(f"lv_{m}_{j}", 1.0)) for j in range(nk)] for m in range(p.M)])
         unit = {**x_ref, **{f"lv_{m}_{j}": 1.0 for m in range(p.M) for j in range(nk)}}
         self.d_unit = to_decision(unit)  # shares at lv = 1 (sum <= 1 per AP and regime)
-        if mrt.uses_true_mrt(self.d_unit):
-            raise UserError("the power programs are built on codebook beams; the reference decision has true-MRT "
-                            "beams (true_mrt=1)")
         out = model.evaluate(p, state, self.d_unit)
         self.signaling = float(out["signaling"][0])
-        self.blocks = _blocks(p, self.d_unit, out, state)
+        self.blocks = _blocks(p, self.d_unit, out, state, _true_mrt_beams(p, state, self.d_unit, out["h_hat"]))
         self.programs = [self._program(k) for k in range(len(self.blocks))]
         self.reference = [self._reference_point(b) for b in self.blocks]
 
@@ -186,11 +186,11 @@ class PowerPrograms:
         if not len(b.targets):
             return np.zeros(n)
         s = b.sense
-        gamma = np.einsum("tas,ns->nat", s["coef"], lv)  # lambda^R Gamma / sigma = u_a v_a' (model)
         shape = (n,) + s["tau"].shape
-        F = sensing.fim(np.broadcast_to(s["tau"], shape), np.broadcast_to(s["f"], shape),
-                        np.broadcast_to(s["u"], (n,) + s["u"].shape), s["u"][None] * gamma,
-                        np.broadcast_to(s["sums"], (n,) + s["sums"].shape))
+        F = sum(sensing.fim(np.broadcast_to(s["tau"], shape), np.broadcast_to(s["f"], shape),
+                            np.broadcast_to(s["u"], (n,) + s["u"].shape),
+                            s["u"][None] * np.einsum("tas,ns->nat", coef, lv),  # lambda^R Gamma / sigma (model)
+                            np.broadcast_to(sums, (n,) + sums.shape)) for coef, sums in subbands(s))
         err_pos, err_vel = sensing.errors(s["J_pred"][None] + F)  # eq. 36-38
         return signaling.sense_utility(err_pos, err_vel, self.p).sum(axis=1)
 
@@ -281,31 +281,60 @@ class PowerPrograms:
             label="joint")
 
 
-def _sensing(p: Params, state: model.FrameState) -> Callable:
+def subbands(sense: dict) -> list[tuple[np.ndarray, np.ndarray]]:
+    """A block's sensing terms per beampattern: [(coef (T, A, S), sums (T, 3))], one pair for codebook
+    beams and local blocks, one per subband of a CFN block with true-MRT beams (coef (I, T, A, S),
+    sums (I, T, 3)): the block's FIM is the sum of sensing.fim over the pairs (eq. 28-31, `mrt.fim`)."""
+    coef, sums = sense["coef"], sense["sums"]
+    return [(coef, sums)] if coef.ndim == 3 else list(zip(coef, sums))
+
+
+def _true_mrt_beams(p: Params, state: model.FrameState, d: model.Decision, h_hat: np.ndarray) -> mrt.Beams | None:
+    """The beam vectors model.evaluate uses for the (batch-1) decision d (`mrt.beams`), None for codebook beams."""
+    if not mrt.uses_true_mrt(d):
+        return None
+    hl = model._diag_blocks(h_hat, p)
+    sub_ap = d.group[:, np.arange(p.MA) // p.A][:, :, None] == d.group[:, None, :]
+    th_q = channels.bearing(state.ap, state.x_pred[..., :2])
+    return mrt.beams(p, d, hl, h_hat, th_q, *model.resolve_mrt(p, d, hl, h_hat, sub_ap, th_q))
+
+
+def _sensing(p: Params, state: model.FrameState) -> tuple[Callable, Callable, Callable]:
     """Sensing terms of a block at the predicted target states (Remark 4), as in model.evaluate:
-    legs of eq. 6, u_aq = 1 / d_aq^2, coef[t, a, s] = c_as |v(theta_aq)^H w_as|^2 lambda-constant /
-    sigma (eq. 32 per unit level, below eq. 27), the block regime's RB sums (eq. 29-31), J_pred (eq. 36)."""
+    legs of eq. 6, u_aq = 1 / d_aq^2, coef[(i,) t, a, s] = c_as |v(theta_aq)^H w_as(i)|^2 lambda-constant /
+    sigma (eq. 32 per unit level, below eq. 27), the block regime's RB sums (eq. 29-31, per subband i
+    for true-MRT CFN blocks), J_pred (eq. 36). Returns geo(aps, q, c, pattern, sums) and the beampatterns
+    |v(theta_aq)^H w|^2 (A_b, T, S) of codebook indices, code(aps, q, beams), and of beam vectors (..., A_b, S, N),
+    exact(aps, q, w) (mrt.py's)."""
     dist, tau_leg, f_leg = sensing.geometry(state.ap, state.x_pred, p.fc)
     th_q = channels.bearing(state.ap, state.x_pred[..., :2])[0]  # (MA, MQ)
-    code = channels.steering(p.angles, p.N)
-    code_gain = np.abs(channels.steering(th_q, p.N).conj() @ code.T) ** 2  # (MA, MQ, n_angles)
+    vq = channels.steering(th_q, p.N).conj()
+    code_gain = np.abs(vq @ channels.steering(p.angles, p.N).T) ** 2  # (MA, MQ, n_angles)
     G, E = sensing.transition(p)
     J_pred = sensing.prior_information(state.J_prev, G, E)[0]
     scale = sensing.radar_constant(p) / p.noise
 
-    def geo(aps, q, c, beams, sums):
+    def code(aps, q, beams):
         cg = code_gain[aps][:, q]  # (A_b, T, n_angles)
-        coef = np.take_along_axis(cg, np.broadcast_to(beams[:, None, :], (len(aps), len(q), beams.shape[1])), axis=2)
+        return np.take_along_axis(cg, np.broadcast_to(beams[:, None, :], (len(aps), len(q), beams.shape[1])), axis=2)
+
+    def exact(aps, q, w):
+        w = w.reshape((-1,) + w.shape[-3:])
+        return mrt._pattern(np.broadcast_to(vq[aps][:, q], (len(w), len(aps), len(q), p.N)), w)
+
+    def geo(aps, q, c, pattern, sums):
+        sums = np.asarray(sums)
         return {"tau": tau_leg[0][aps][:, q], "f": f_leg[0][aps][:, q], "u": 1.0 / dist[0][aps][:, q] ** 2,
-                "coef": (coef * c[:, None, :] * scale).transpose(1, 0, 2), "sums": np.broadcast_to(sums, (len(q), 3)),
-                "J_pred": J_pred[q]}
-    return geo
+                "coef": np.swapaxes(pattern * c[:, None, :] * scale, -3, -2),
+                "sums": np.broadcast_to(sums[..., None, :], sums.shape[:-1] + (len(q), 3)), "J_pred": J_pred[q]}
+    return geo, code, exact
 
 
-def _blocks(p: Params, d: model.Decision, out: dict, state: model.FrameState) -> list[Block]:
+def _blocks(p: Params, d: model.Decision, out: dict, state: model.FrameState, bm: mrt.Beams | None = None
+            ) -> list[Block]:
     """Gains (eq. 24), error terms (eq. 25), rate weights (eq. 26), budget rows (eq. 16-17) and sensing
     terms (eq. 27-36) of every non-empty CCN and CFN block of the (batch-1) decision d, from the
-    model's estimates and beams."""
+    model's estimates and beams (bm: the true-MRT beam vectors, `_true_mrt_beams`; None: codebook)."""
     nk = p.K + p.Q
     pw_loc, pw_fed, _ = model.per_subcarrier_powers(p, d)
     pw_loc, pw_fed = pw_loc[0], pw_fed[0]
@@ -314,7 +343,7 @@ def _blocks(p: Params, d: model.Decision, out: dict, state: model.FrameState) ->
     fed_u, fed_t, group, b_loc = d.fed_users[0], d.fed_targets[0], d.group[0], d.b_loc[0]
     ca = np.arange(p.MA) // p.A
     l_loc = max(p.L - p.K * p.D_ce, 0)  # Remark 3
-    geo = _sensing(p, state)
+    geo, code_pattern, exact_pattern = _sensing(p, state)
     blocks = []
     # ---- CCN blocks: cell m's APs, its local services, subband m
     for m in range(p.M):
@@ -326,13 +355,18 @@ def _blocks(p: Params, d: model.Decision, out: dict, state: model.FrameState) ->
         cols = np.concatenate([uj, p.K + tj])  # local service index j
         c = pw_loc[aps][:, cols]  # (A, S) per-subcarrier power per unit level
         h = h_hat[aps][:, m * p.K + uj, m]  # (A, U, N)
-        v = code[out["beam_loc"][0][aps][:, uj]]  # (A, U, N)
+        if bm is None:
+            v = code[out["beam_loc"][0][aps][:, uj]]  # (A, U, N)
+            pattern = code_pattern(aps, m * p.Q + tj, out["beam_loc"][0][aps][:, cols])
+        else:
+            v = bm.loc[0, m][:, uj]  # aps are cell m's A APs, in order
+            pattern = exact_pattern(aps, m * p.Q + tj, bm.loc[0, m][:, cols])[0]
         gain = _gains(h[None], v, c[:, : len(uj)])  # (1, U, U)
         err = np.einsum("ak,as->ks", delta[aps][:, m * p.K + uj, m], c)[None]
         w = np.full((len(uj), 1), b_loc[m] * l_loc / (p.M * p.B * p.L))  # eq. 26
         share = d.frac_loc[0][aps][:, cols]
         sums = sensing.rb_sums(p, b_loc[m] * np.eye(p.M, dtype=int)[m], l_loc, np.eye(p.M, dtype=bool)[m])
-        sense = geo(aps, m * p.Q + tj, c, out["beam_loc"][0][aps][:, cols], sums)
+        sense = geo(aps, m * p.Q + tj, c, pattern, sums)
         blocks.append(Block(f"ccn{m}", m * nk + uj, m * nk + p.K + tj, m * p.Q + tj, gain, err, w, share, p.noise,
                             sense))
     # ---- CFN blocks: APs of the CFN's cells, its federated services, its subbands
@@ -347,7 +381,10 @@ def _blocks(p: Params, d: model.Decision, out: dict, state: model.FrameState) ->
         cols = np.concatenate([ku, p.MK + tq])
         c = pw_fed[aps][:, cols]
         h = h_hat[aps][:, ku][:, :, cells_r].transpose(2, 0, 1, 3)  # (I, A, U, N)
-        v = code[out["beam_fed"][0][aps][:, ku]]
+        if bm is None:
+            v = code[out["beam_fed"][0][aps][:, ku]]
+        else:  # the beams of subband i (I, A, U, N)
+            v = bm.fed_users[0][cells_r][:, aps][:, :, ku]
         gain = _gains(h, v, c[:, : len(ku)])
         err = np.einsum("aki,as->iks", delta[aps][:, ku][:, :, cells_r], c)
         n_fed = fed_u.reshape(p.M, p.K).sum(-1)
@@ -355,8 +392,15 @@ def _blocks(p: Params, d: model.Decision, out: dict, state: model.FrameState) ->
         l_fed = max(p.L - p.D_ce * (max(gap, 0) + p.K), 0)
         w = np.broadcast_to(b_fed[cells_r] * l_fed / (p.M * p.B * p.L), (len(ku), len(cells_r))).copy()
         share = d.frac_fed[0][aps][:, cols]
-        sums = sensing.rb_sums(p, b_fed, l_fed, group == r)
-        sense = geo(aps, tq, c, out["beam_fed"][0][aps][:, cols], sums)
+        if bm is None:
+            sums = sensing.rb_sums(p, b_fed, l_fed, group == r)
+            pattern = code_pattern(aps, tq, out["beam_fed"][0][aps][:, cols])
+        else:  # one beampattern and one set of RB sums per subband i of the CFN (mrt.fim)
+            sums = np.stack([sensing.rb_sums(p, b_fed, l_fed, (group == r) & (np.arange(p.M) == i)) for i in cells_r])
+            wt = bm.fed_targets[0][aps][:, tq]  # the targets' beams, the same on every subband
+            pattern = exact_pattern(aps, tq, np.concatenate([v, np.broadcast_to(wt, (len(cells_r),) + wt.shape)],
+                                                            axis=2))  # beams (I, A, S, N)
+        sense = geo(aps, tq, c, pattern, sums)
         sid = lambda g, n, off: (g // n) * nk + off + g % n  # noqa: E731
         blocks.append(Block(f"cfn{r}", sid(ku, p.K, 0), sid(tq, p.Q, p.K), tq, gain, err, w, share, p.noise, sense))
     return blocks
@@ -364,8 +408,8 @@ def _blocks(p: Params, d: model.Decision, out: dict, state: model.FrameState) ->
 
 def _gains(h: np.ndarray, v: np.ndarray, c: np.ndarray) -> np.ndarray:
     """G_ikk' = |sum_a sqrt(c_ak') e^{-j phi_ak'i} h_aki^H v_ak'|^2 (eq. 24 with the co-phasing of
-    eq. 62b / 67b). h: (I, A, U, N), v: (A, U, N), c: (A, U)."""
-    inner = np.einsum("iakn,ajn->iakj", h.conj(), v)  # h_aki^H v_ak'
+    eq. 62b / 67b). h: (I, A, U, N), v: (A, U, N), or (I, A, U, N) per subband (true MRT), c: (A, U)."""
+    inner = np.einsum("iakn,ajn->iakj" if v.ndim == 3 else "iakn,iajn->iakj", h.conj(), v)  # h_aki^H v_ak'
     own = np.einsum("iakk->iak", inner)
     mag = np.abs(own)
     phase = np.where(mag > 0, own.conj() / np.where(mag > 0, mag, 1), 1)  # e^{-j phi_ak'i}

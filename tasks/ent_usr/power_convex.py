@@ -31,7 +31,7 @@ from isacbench.api import ConvexProgram
 
 from . import sensing, signaling
 from .config import Params
-from .power import LV_MAX, Block
+from .power import LV_MAX, Block, subbands
 
 POS, VEL = np.eye(4)[:, :2], np.eye(4)[:, 2:]
 
@@ -65,11 +65,12 @@ class PowerBlockProgram(ConvexProgram):
         # FIM per unit level of every service (eq. 28-34), congruence-scaled per target
         s = block.sense
         if len(block.targets):
-            basis = sensing.fim(np.broadcast_to(s["tau"], (block.dim,) + s["tau"].shape),
-                                np.broadcast_to(s["f"], (block.dim,) + s["f"].shape),
-                                np.broadcast_to(s["u"], (block.dim,) + s["u"].shape),
-                                s["u"][None] * s["coef"].transpose(2, 1, 0),
-                                np.broadcast_to(s["sums"], (block.dim,) + s["sums"].shape))  # (S, T, 4, 4)
+            basis = sum(sensing.fim(np.broadcast_to(s["tau"], (block.dim,) + s["tau"].shape),
+                                    np.broadcast_to(s["f"], (block.dim,) + s["f"].shape),
+                                    np.broadcast_to(s["u"], (block.dim,) + s["u"].shape),
+                                    s["u"][None] * coef.transpose(2, 1, 0),
+                                    np.broadcast_to(sums, (block.dim,) + sums.shape))
+                        for coef, sums in subbands(s))  # (S, T, 4, 4), summed per beampattern (power.subbands)
             self.fim_basis, self.j_pred = basis, s["J_pred"]
             j0 = self.j_pred + np.einsum("s,stij->tij", self.start, basis)
             self.scale = 1.0 / np.sqrt(np.einsum("tii->ti", j0))  # (T, 4): unit diagonal at the start (SDP)

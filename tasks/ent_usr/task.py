@@ -58,23 +58,25 @@ class EntUsrTask(SequentialTask):
         one seed (their seeds are identical runs); the oracle one seed in `quick` (its randomness is
         only the move order of its local search) and three in `paper`. The rule baselines run with
         both beams (solver config `beam`: true MRT, random-mrt's default, and codebook MRT, ccn-mrt's
-        and cfn-mrt's default; docs/models/ent-usr.md, Baselines)."""
+        and cfn-mrt's default; docs/models/ent-usr.md, Baselines); `convex` and the oracle also at true-MRT
+        beams (`beam=mrt`: outside the agents' codebook action space, the references for the true-MRT rules)."""
         # the MARL learners: mappo's default (baseline=mean, no critic) and its topology variants, mappo with
         # the role-specific centralized critics, ippo, happo (docs/solvers/mappo.md)
         mappo = ("mappo", "mappo[topology=ccn-only]", "mappo[topology=cfn-only]", "mappo[baseline=critic]", "ippo",
                  "happo")
-        convex = ("convex", "convex[topology=ccn-only]", "convex[topology=cfn-only]")
+        convex = ("convex", "convex[topology=ccn-only]", "convex[topology=cfn-only]", "convex[beam=mrt]")
+        oracles = ("topology-search", "topology-search[beam=mrt]")
         rules = ("random-mrt", "random-mrt[beam=codebook]", "ccn-mrt", "ccn-mrt[beam=mrt]", "cfn-mrt",
                  "cfn-mrt[beam=mrt]")
-        solvers = (*rules, "random", "optuna", "polyblock", *convex, "topology-search", *mappo)
+        solvers = (*rules, "random", "optuna", "polyblock", *convex, *oracles, *mappo)
         deterministic = {s: (0,) for s in (*rules[2:], "polyblock", *convex)}
         instances = ({}, {"scenario": "cooperative"})
         quick = {**cls.solver_budgets, **{m: Budget(frames=6_000) for m in mappo}}
         paper = {**cls.solver_budgets, **{m: Budget(frames=200_000) for m in mappo}}
         return {"quick": Profile(instances=instances, budget=Budget(evaluations=20), budgets=quick, solvers=solvers,
-                                 solver_seeds={**deterministic, "topology-search": (0,)}),
+                                 solver_seeds={**deterministic, **{o: (0,) for o in oracles}}),
                 "paper": Profile(instances=instances, budget=Budget(evaluations=100), budgets=paper, solvers=solvers,
-                                 seeds=tuple(range(10)), solver_seeds={**deterministic, "topology-search": (0, 1, 2)})}
+                                 seeds=tuple(range(10)), solver_seeds={**deterministic, **{o: (0, 1, 2) for o in oracles}})}
 
     def __init__(self, config=None):
         super().__init__(config)

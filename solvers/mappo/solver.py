@@ -25,9 +25,9 @@ log = logging.getLogger(__name__)
 EVAL = "eval/"  # prefix of the periodic evaluation's metrics (`Reporter.evaluate`) in the history and MLflow
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str, solver: str = "mappo") -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("solver mappo device='cuda': no CUDA device is available; use device=cpu or auto")
+        raise UserError(f"solver {solver} device='cuda': no CUDA device is available; use device=cpu or auto")
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     return torch.device(name)
@@ -57,7 +57,7 @@ def training_frames(budget: Budget, hyper: Hyper, frames_per_episode: int) -> in
     a time budget only); UserError when they do not cover one rollout."""
     total = budget.frames if budget.frames is not None else (None if budget.seconds else hyper.frames)
     if total is not None and total < hyper.num_envs * frames_per_episode:
-        raise UserError(f"solver mappo: budget of {total} frames is below one rollout "
+        raise UserError(f"solver {hyper.algorithm}: budget of {total} frames is below one rollout "
                         f"(num_envs={hyper.num_envs} x {frames_per_episode} frames per episode)")
     return total
 
@@ -85,14 +85,14 @@ class MAPPO(LearningSolver):
         resume source (`checkpoint.locate`) holds an intact checkpoint of these hyperparameters and
         this environment, with no more frames than the budget (`checkpoint.verify`)."""
         cfg, hyper = self.config, self.config.hyper()
-        resolve_device(cfg.device)
+        resolve_device(cfg.device, self.name)
         env = task.make_env(1, 0)
         frames = env.frames_per_episode
         total = training_frames(budget, hyper, frames)
         rollout = hyper.num_envs * frames
         if total is not None and total % rollout:
             used = total - total % rollout
-            log.warning(f"solver mappo trains in whole rollouts of {rollout:,} frames (num_envs={hyper.num_envs} "
+            log.warning(f"solver {self.name} trains in whole rollouts of {rollout:,} frames (num_envs={hyper.num_envs} "
                         f"x {frames} frames per episode): it uses {used:,} of the budget of {total:,} frames "
                         f"({used + rollout:,} would be {used // rollout + 1} rollouts)")
         if cfg.resume:
@@ -111,7 +111,7 @@ class MAPPO(LearningSolver):
                reporter: Reporter) -> MAPPOPolicy:
         cfg: MappoConfig = self.config
         hyper = cfg.hyper()
-        device = resolve_device(cfg.device)
+        device = resolve_device(cfg.device, self.name)
         entropy = int(rng.integers(2 ** 63))
         env: MultiAgentEnv = make_env(hyper.num_envs, derive(entropy, 0)[0])
         with torch.random.fork_rng(devices=[]):
@@ -154,7 +154,7 @@ class MAPPO(LearningSolver):
                            metric_names)
             reporter.log_metrics(tracked(history[-1]), frames)
             objective = next((f", {m} {v:.4g}" for m, v in history[-1].items() if m.startswith(EVAL)), "")
-            reporter.progress(done, f"mappo: update {k}, {stats['fps']:.0f} frames/s, return {stats['return']:.4g}"
+            reporter.progress(done, f"{self.name}: update {k}, {stats['fps']:.0f} frames/s, return {stats['return']:.4g}"
                                     + objective)
         if evaluating and history and not any(m.startswith(EVAL) for m in history[-1]):  # e.g. a time budget's end
             self._evaluate(model, reporter, entropy, k, 1.0, history[-1])
@@ -191,7 +191,7 @@ class MAPPO(LearningSolver):
         generator is forked and seeded from the run's stream (3, k): training draws the same
         random numbers with or without evaluation. Returns the seconds it took."""
         tick = time.perf_counter()
-        reporter.progress(done, f"mappo: evaluating the policy of update {k} on the evaluation episodes")
+        reporter.progress(done, f"{self.name}: evaluating the policy of update {k} on the evaluation episodes")
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(derive(entropy, 3, k)[0])
             means = reporter.evaluate(MAPPOPolicy(copy.deepcopy(model), self.config.deterministic))

@@ -13,7 +13,7 @@ from isacbench import registry
 from isacbench.api import Budget, Reporter, UserError
 from isacbench.multiagent import Head, RoleSpec
 from isacbench.solvers.mappo import HAPPO, IPPO, MAPPO
-from isacbench.solvers.mappo.algorithm import RoleData, explained_variance, joint_ratio, prepare, update
+from isacbench.solvers.mappo.algorithm import RoleData, explained_variance, joint_log_ratio, prepare, update
 from isacbench.solvers.mappo.policy import ActorCritic
 from isacbench.solvers.mappo.rollout import Rollout
 from isacbench.sweep import parse_variant
@@ -172,13 +172,33 @@ def test_happo_factor_is_the_product_of_the_earlier_roles_new_old_ratios():
     stats = update(model, opt, data, hyper, clip=0.2, ent_coef=0.0)
     # every role's actor is final once its turn is over (later steps touch other parameters only)
     ratios = [hand_ratio(model, r, data[r], old[r]) for r in order]
-    assert torch.allclose(ratios[0], joint_ratio(model, order[0], data[order[0]]), rtol=1e-5)
+    assert torch.allclose(ratios[0], joint_log_ratio(model, order[0], data[order[0]]).exp(), rtol=1e-5)
+    assert ((ratios[0] > 0.5) & (ratios[0] < 2)).all()  # inside the truncation [1/b, b] = [1/2, 2]
     assert not torch.allclose(ratios[0], torch.ones_like(ratios[0]))  # the update moved the first role
     assert stats[f"{order[0].upper()}/happo_factor"] == 1.0
     assert stats[f"{order[1].upper()}/happo_factor"] == pytest.approx(float(ratios[0].mean()), rel=1e-5)
-    assert stats[f"{order[2].upper()}/happo_factor"] == pytest.approx(float((ratios[0] * ratios[1]).mean()),
-                                                                      rel=1e-5)
+    both = ratios[0] * ratios[1]
+    assert (both > 2).any()  # some samples are truncated: M = min(max(product, 1/2), 2)
+    assert stats[f"{order[2].upper()}/happo_factor"] == pytest.approx(float(both.clamp(0.5, 2).mean()), rel=1e-5)
     assert np.isfinite(stats["JOINT/explained_variance"]) and stats["JOINT/grad_norm_critic"] > 0
+
+
+def test_happo_factor_is_truncated_in_log_space_and_stays_finite():
+    """M = exp(clamp(sum of the earlier roles' log ratios, +-log b)): with old log-probabilities below
+    the new ones by 3 per agent action (a joint ratio near e^3 = 20 per earlier role) the later roles
+    are updated with M = b = 2 exactly, and the weights stay finite."""
+    model, hyper = model_of(HAPPO)
+    data = prepare(model, toy_rollout(model, seed=3), hyper)
+    for d in data.values():
+        d.log_prob -= 3.0 / d.log_prob[0].numel()  # every role's joint log ratio is +3 before any step
+    torch.manual_seed(5)
+    order = [list(ROLES)[i] for i in torch.randperm(3).tolist()]
+    torch.manual_seed(5)
+    stats = update(model, torch.optim.Adam(model.parameters(), lr=hyper.lr), data, hyper, clip=0.2, ent_coef=0.0)
+    assert stats[f"{order[0].upper()}/happo_factor"] == 1.0
+    assert stats[f"{order[1].upper()}/happo_factor"] == pytest.approx(hyper.factor_bound, rel=1e-6)
+    assert stats[f"{order[2].upper()}/happo_factor"] == pytest.approx(hyper.factor_bound, rel=1e-6)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
 def test_happo_update_order_comes_from_the_seeded_generator():

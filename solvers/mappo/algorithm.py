@@ -19,6 +19,7 @@ The critic and the update order are `hyper.algorithm`'s (`policy.critics`):
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -190,12 +191,12 @@ def epochs(model: ActorCritic, optimizer: torch.optim.Optimizer, data: dict[str,
     return {k: v / steps for k, v in sums.items()}
 
 
-def joint_ratio(model: ActorCritic, role: str, d: RoleData) -> torch.Tensor:
-    """pi_new(a^u | o^u) / pi_old(a^u | o^u) per sample (N,): the product over the role's agents and
-    action components of their probability ratios (HAPPO's factor of one role)."""
+def joint_log_ratio(model: ActorCritic, role: str, d: RoleData) -> torch.Tensor:
+    """log pi_new(a^u | o^u) - log pi_old(a^u | o^u) per sample (N,): the sum over the role's agents
+    and action components of their log probability ratios (the log of HAPPO's factor of one role)."""
     with torch.no_grad():
         logp, _ = model.evaluate(role, d.obs, d.actions)
-        return (logp - d.log_prob).sum((1, 2)).exp()
+        return (logp - d.log_prob).sum((1, 2))
 
 
 def sequential_update(model: ActorCritic, optimizer: torch.optim.Optimizer, data: dict[str, RoleData], hyper: Hyper,
@@ -206,15 +207,21 @@ def sequential_update(model: ActorCritic, optimizer: torch.optim.Optimizer, data
     with r^{i_m} its own new/old ratio and M^{i_1:m} = prod_{j<m} pi_new^{i_j}(a^{i_j}) / pi_old^{i_j}(a^{i_j}),
     the joint ratios of the roles updated before it, recomputed on the same samples after their update
     and detached (M = 1 for the first). Then the critic V(s) on its own epochs. `ROLE/happo_factor`
-    logs the mean M a role was updated with."""
+    logs the mean M a role was updated with.
+    M is accumulated in log space and truncated to [1/b, b] (b = `hyper.factor_bound`), as V-trace
+    truncates its importance weights (Espeholt et al. 2018): a role's joint ratio is a product over
+    hundreds of action components on ent-usr (FPB: 2 agents x 768), so untruncated M reached ~100 after
+    one step and overflowed to inf (NaN weights) within a 6k-frame run (docs/solvers/mappo.md)."""
     roles = list(data)
     order = [roles[i] for i in torch.randperm(len(roles)).tolist()]
-    factor = torch.ones(next(iter(data.values())).log_prob.shape[0], device=next(iter(data.values())).log_prob.device)
+    log_m = torch.zeros(next(iter(data.values())).log_prob.shape[0], device=next(iter(data.values())).log_prob.device)
+    bound = math.log(hyper.factor_bound)
     stats: dict[str, float] = {}
     for role in order:
+        factor = log_m.clamp(-bound, bound).exp()
         stats.update(epochs(model, optimizer, data, [role], [], hyper, clip, ent_coef, factor))
         stats[f"{role.upper()}/happo_factor"] = float(factor.mean())
-        factor = factor * joint_ratio(model, role, data[role])
+        log_m = log_m + joint_log_ratio(model, role, data[role])
     stats.update(epochs(model, optimizer, data, [], [r for r in roles if data[r].critic], hyper, clip, ent_coef))
     return stats
 

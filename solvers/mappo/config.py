@@ -42,6 +42,7 @@ class Hyper:
     baseline: str
     frames: int
     algorithm: str = "mappo"  # mappo | ippo | happo: the solver's (critic input and update order, algorithm.py)
+    factor_bound: float = 2.0  # happo: M truncated to [1/b, b] (algorithm.sequential_update)
 
 
 PRESETS: dict[str, Hyper] = {
@@ -142,6 +143,10 @@ class HappoConfig(MappoConfig):
     baseline: Literal["critic", "mean"] | None = Field(
         None, description="advantage baseline shared by every role: the centralized state-value critic V(s) "
                           "(default) or the rollout's mean reward (no critic)")
+
+    factor_bound: float | None = Field(
+        None, gt=1, description="HAPPO's factor M (the earlier roles' joint ratio product) truncated to [1/b, b] "
+                                "(default 2; see docs/solvers/mappo.md, HAPPO)")
 
     def default_baseline(self) -> str:
         return "critic"

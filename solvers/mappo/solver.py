@@ -142,6 +142,8 @@ class MAPPO(LearningSolver):
             frac = k / max(1, n_updates - 1) if n_updates is not None else elapsed / budget.seconds
             tick = time.perf_counter()
             stats, metric_names = self._step(env, model, optimizer, hyper, entropy, k, frac, device)
+            if not np.isfinite(stats["loss"]):  # a diverged policy would act NaN: fail the run, record nothing
+                raise RuntimeError(f"solver {self.name}: training diverged at update {k + 1} (loss {stats['loss']})")
             last = time.perf_counter() - tick
             k, frames = k + 1, frames + stats.pop("frames_collected")
             stats["fps"] = per_update / last

@@ -82,7 +82,7 @@ def task_name(spec: RunSpec) -> str:
 def key(spec: RunSpec) -> Key:
     task, solver, budget = build(spec)
     _, tags = run_tags(spec, task, solver, budget)
-    return task.name, tags[TAG + "instance"], solver.variant, spec.seed, budget.label()
+    return task.name, tags[TAG + "instance"], tags[TAG + "variant"], spec.seed, budget.label()
 
 
 def finished_keys(tracker: Tracker, task: str) -> set[Key]:

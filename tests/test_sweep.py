@@ -55,6 +55,20 @@ def test_failed_runs_are_rerun_and_finished_ones_skipped(workdir):
     assert "0 finished, 2 skipped" in third.stdout
 
 
+def test_variants_differing_only_in_a_task_setting_are_separate_runs(workdir):
+    """A task setting (`Task.setting_keys`) is outside the instance id but part of the variant: the
+    sweep must not skip `random[capacity=2.0]` because `random` finished on the same instance."""
+    plain = ["sweep", "--task", "toy:SettingToyTask", "--solver", "random", "--seeds", "0"]
+    assert "1 finished, 0 skipped" in cli(plain, workdir).stdout
+    args = [*plain, "--solver", "random[capacity=2.0]"]
+    second = cli(args, workdir)
+    assert second.returncode == 0 and "1 finished, 1 skipped" in second.stdout, second.stdout
+    _, runs = store_runs(workdir)
+    assert sorted(r.data.tags["isacbench.variant"] for r in children(runs)) == ["random", "random[capacity=2.0]"]
+    assert len({r.data.tags["isacbench.instance"] for r in children(runs)}) == 1
+    assert "0 finished, 2 skipped" in cli(args, workdir).stdout
+
+
 def finished_count(workdir) -> int:
     try:
         with sqlite3.connect(f"file:{workdir / 'mlflow.db'}?mode=ro", uri=True) as db:

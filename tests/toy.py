@@ -38,6 +38,11 @@ class ToyTask(Task):
         return ToyProblem(self.config.capacity)
 
 
+class SettingToyTask(ToyTask):
+    """The toy task whose `capacity` is a task setting (restricts the decision; outside the instance id)."""
+    setting_keys = ("capacity",)
+
+
 class BrokenSolver(Solver):
     """A solver with a bug: the runner must record its run as FAILED, never as a result."""
     name = "broken"

@@ -12,7 +12,7 @@ from . import layout
 from .config import EntUsrConfig, Params, params_of
 from .env import EntUsrEnv
 from .frame_problem import EntUsrFrameProblem
-from .metrics import USR_PARTS
+from .metrics import TOPOLOGY_SHARES, USR_PARTS
 from .model import Decision
 
 
@@ -40,7 +40,7 @@ class EntUsrTask(SequentialTask):
     solver_budgets: ClassVar[dict[str, Budget]] = {"polyblock": Budget(evaluations=1000),
                                                    "convex": Budget(evaluations=1000),
                                                    "topology-search": Budget(evaluations=600)}
-    leaderboard_metrics: ClassVar[tuple[str, ...]] = USR_PARTS
+    leaderboard_metrics: ClassVar[tuple[str, ...]] = USR_PARTS + TOPOLOGY_SHARES
     # the per-frame, genie-aided topology oracle: the leaderboard's "gap to topology-search %" (price of decentralization)
     oracle: ClassVar[str | None] = "topology-search"
     # Fig. 5 (a)-(f): MAPPO's per-update training metrics

@@ -174,9 +174,13 @@ def write(tracker: Tracker, task: str, out_dir: Path, metrics: tuple[str, ...] =
     curve_rows = curve_table(tracker, runs, curve_names(runs, objective, curves))
     extra = []
     if not curve_rows.empty:
-        images.append(out_dir / f"{task}-curves.png")
+        instances = list(dict.fromkeys(curve_rows["instance"]))
+        for inst in instances:  # one figure per instance: scenarios' objectives differ in scale
+            name = f"{task}-curves.png" if len(instances) == 1 else f"{task}-curves-{inst}.png"
+            images.append(out_dir / name)
+            plot_curves(curve_rows[curve_rows["instance"] == inst], images[-1],
+                        task if len(instances) == 1 else f"{task}, instance {inst} ({labels[inst]})")
         extra.append(out_dir / f"{task}-curves.csv")
-        plot_curves(curve_rows, images[-1], task)
         curve_rows.to_csv(extra[0], index=False)
     md_path.write_text(_markdown(task, table, metrics, command, [p.name for p in images], oracle))
     return [md_path, csv_path, *images, *extra]
@@ -192,24 +196,24 @@ def curve_names(runs: pd.DataFrame, objective: str | None, curves: tuple[str, ..
 
 def curve_table(tracker: Tracker, runs: pd.DataFrame, names: tuple[str, ...],
                 samples: int = 1000) -> pd.DataFrame:
-    """Every step-indexed metric of `names`, per (metric, solver variant, budget) among the runs
-    that logged it (whatever learning variants the store holds) and per step: the mean over seeds
+    """Every step-indexed metric of `names`, per (instance, metric, solver variant, budget) among the
+    runs that logged it (whatever learning variants the store holds) and per step: the mean over seeds
     and a 95% percentile-bootstrap CI of that mean (seeds resampled; at a step some seeds did not
-    log, the mean of those that did). Columns: metric, solver, budget, step, mean, ci_low, ci_high,
-    seeds."""
+    log, the mean of those that did). Columns: instance, metric, solver, budget, step, mean, ci_low,
+    ci_high, seeds."""
     rows = []
     for name in names:
         if name not in runs:
             continue
-        for (solver, budget), g in runs[np.isfinite(runs[name].astype(float))].groupby(["solver", "budget"],
-                                                                                         sort=True):
+        finite = runs[np.isfinite(runs[name].astype(float))]
+        for (inst, solver, budget), g in finite.groupby(["instance", "solver", "budget"], sort=True):
             series = [pd.Series({h.step: h.value for h in tracker.client.get_metric_history(run_id, name)})
                       for run_id in sorted(g["run_id"])]
             values = pd.concat(series, axis=1).sort_index()
-            rng = np.random.default_rng([0, zlib.crc32(f"{name}|{solver}|{budget}".encode())])
+            rng = np.random.default_rng([0, zlib.crc32(f"{inst}|{name}|{solver}|{budget}".encode())])
             lo, hi = _band(values.to_numpy(dtype=float), rng, samples)
-            rows += [{"metric": name, "solver": solver, "budget": budget, "step": int(step), "mean": m,
-                      "ci_low": a, "ci_high": b, "seeds": len(series)}
+            rows += [{"instance": inst, "metric": name, "solver": solver, "budget": budget, "step": int(step),
+                      "mean": m, "ci_low": a, "ci_high": b, "seeds": len(series)}
                      for step, m, a, b in zip(values.index, values.mean(axis=1), lo, hi)]
     return pd.DataFrame(rows)
 

@@ -145,3 +145,23 @@ def test_without_evaluation_curves_the_panel_shows_the_training_return(tmp_path)
     curves = pd.read_csv(paths[-1])
     assert set(curves["metric"]) == {"train/return"} and list(curves["solver"]) == ["plain-learner"]
     assert ChannelTask.oracle is None
+
+
+def test_curves_are_drawn_per_instance(tmp_path):
+    """Two instances (scenarios whose objectives differ in scale) get one curves figure each, named by
+    instance, and the CSV keeps each instance's curves apart (no mean over the two)."""
+    tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    for noise in (0.1, 1.0):
+        for seed in (0, 1):
+            run(RunSpec("toy_frames:ChannelTask", "test_leaderboard_oracle:Happo", seed, {"noise": noise},
+                        budget=Budget(frames=24)), tracker)
+    paths = leaderboard.write(tracker, "toy-channels", tmp_path / "lb", curves=("train/return",), objective="sum_rate")
+    curves = pd.read_csv(paths[-1])
+    instances = sorted(set(curves["instance"]))
+    assert len(instances) == 2 and set(curves["seeds"]) == {2}
+    assert sorted(p.name for p in paths if p.name.startswith("toy-channels-curves-")) == [
+        f"toy-channels-curves-{i}.png" for i in instances]
+    ev = curves[(curves["metric"] == "eval/sum_rate") & (curves["step"] == 24)].set_index("instance")["mean"]
+    assert ev[instances[0]] != pytest.approx(ev[instances[1]])  # each instance's own mean
+    md = paths[0].read_text()
+    assert all(f"![toy-channels leaderboard](toy-channels-curves-{i}.png)" in md for i in instances)

@@ -1,4 +1,5 @@
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -26,3 +27,10 @@ def workdir(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     return tmp_path
+
+
+def interruptible() -> None:
+    """`preexec_fn` of a subprocess that a test interrupts: SIGINT at its default in the child, so that
+    Python turns it into KeyboardInterrupt even where the test runner was started in the background of
+    a shell without job control (which ignores SIGINT, and children inherit that)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import TESTS, cli
+from conftest import TESTS, cli, interruptible
 from test_cli import runs, store
 
 MAPPO = ["run", "--task", "toy_frames:ChannelTask", "--solver", "mappo", "-S", "num_envs=2", "-S", "actor_hidden=[8]",
@@ -29,7 +29,7 @@ def start(args, cwd, env=None, **kw):
     full = {**os.environ, "PYTHONPATH": str(TESTS), **(env or {})}
     full.pop("MLFLOW_TRACKING_URI", None)
     return subprocess.Popen([sys.executable, "-c", "from isacbench.cli import main; main()", *map(str, args)],
-                            cwd=cwd, env=full, **kw)
+                            cwd=cwd, env=full, preexec_fn=interruptible, **kw)
 
 
 def wait_for(what, timeout=240.0):

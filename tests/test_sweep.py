@@ -6,7 +6,7 @@ import sys
 import time
 
 import pytest
-from conftest import TESTS, cli
+from conftest import TESTS, cli, interruptible
 from mlflow.tracking import MlflowClient
 
 
@@ -75,7 +75,8 @@ def test_ctrl_c_leaves_no_unfinished_run_marked_finished(workdir):
     with open(log, "w") as out:  # the sweep prints one progress line per recorded run
         proc = subprocess.Popen([sys.executable, "-c", "from isacbench.cli import main; main()", "sweep", "--task",
                                  "toy:ToyTask", "--solver", "toy:FlakySolver", "--seeds", "0-19"],
-                                cwd=workdir, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT)
+                                cwd=workdir, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT,
+                                preexec_fn=interruptible)
     deadline = time.time() + 240
     while time.time() < deadline and "% after" not in log.read_text() and proc.poll() is None:
         time.sleep(0.1)

@@ -101,9 +101,11 @@ def prepare(model: ActorCritic, rollout: Rollout, hyper: Hyper) -> dict[str, Rol
 
 
 def actor_loss(model: ActorCritic, role: str, d: RoleData, idx: torch.Tensor, clip: float, ent_coef: float,
-               hyper: Hyper, factor: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """L_pi^u on the samples `idx`, and diagnostics. `factor` (N,): HAPPO's M, the advantage of
-    sample k becomes M_k A_k (the clip stays on the role's own ratio).
+               hyper: Hyper, factor: torch.Tensor | None = None,
+               diagnostics: bool = True) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """L_pi^u on the samples `idx`, and diagnostics (none with diagnostics=False: an empty dict; the
+    loss is the same). `factor` (N,): HAPPO's M, the advantage of sample k becomes M_k A_k (the clip
+    stays on the role's own ratio).
 
     ratio="joint": xi is the agent's whole-action probability ratio (eq. 83c) and H its summed
     entropy (eq. 83b). ratio="component": every action component gets its own clipped ratio and
@@ -124,6 +126,8 @@ def actor_loss(model: ActorCritic, role: str, d: RoleData, idx: torch.Tensor, cl
     if hyper.ratio == "component":
         surrogate = surrogate.mean(-1)
     actor = -(surrogate + ent_coef * ent).mean()  # eq. 82
+    if not diagnostics:
+        return actor, {}
     with torch.no_grad():
         stats = {"actor_loss": actor.detach(), "entropy": ent.mean(),
                  "clip_fraction": ((ratio - 1).abs() > clip).float().mean(),
@@ -148,10 +152,10 @@ def make_optimizer(model: ActorCritic, hyper: Hyper) -> torch.optim.Optimizer:
 
 
 def grad_norm(module: torch.nn.Module) -> torch.Tensor:
-    """L2 norm of the module's gradients (before clipping)."""
+    """L2 norm of the module's gradients (before clipping): the norm of the per-tensor norms, as
+    torch.nn.utils.clip_grad_norm_ forms its total."""
     grads = [p.grad for p in module.parameters() if p.grad is not None]
-    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])) if grads else \
-        torch.zeros(())
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))) if grads else torch.zeros(())
 
 
 def epochs(model: ActorCritic, optimizer: torch.optim.Optimizer, data: dict[str, RoleData], actors: list[str],
@@ -160,34 +164,44 @@ def epochs(model: ActorCritic, optimizer: torch.optim.Optimizer, data: dict[str,
     """`hyper.epochs` passes over the rollout in `hyper.minibatches` shuffled minibatches, one
     optimizer step each on sum over `actors` of L_pi^u + c_V sum over `critics` of the critic loss of
     that role's data. Returns the last epoch's means per role, named `ROLE/<name>` (`CRITIC/` for the
-    critic's loss and gradient norm), gradient norms before clipping."""
+    critic's loss and gradient norm), gradient norms before clipping.
+    The diagnostics (losses, entropy, clip fraction, approx KL, gradient norms) are computed in the
+    last epoch only, the one they are reported for, in every minibatch of it: the earlier epochs
+    skip them (the per-role gradient norms are one more pass over the gradients per step). They are
+    read off the same tensors and never enter the update, which is bit-identical with or without
+    them (tests/test_marl_variants.py)."""
     n = next(iter(data.values())).log_prob.shape[0]
     params = [p for g in optimizer.param_groups for p in g["params"]]
-    for _ in range(hyper.epochs):
-        sums: dict[str, float] = {}
-        steps = 0
+    sums: dict[str, float] = {}
+    steps = 0
+    for epoch in range(hyper.epochs):
+        last = epoch == hyper.epochs - 1
         perm = torch.randperm(n, device=next(iter(data.values())).log_prob.device)
         for idx in torch.tensor_split(perm, min(hyper.minibatches, n)):
             total, stats = 0.0, {}
             for role in actors:
-                loss, st = actor_loss(model, role, data[role], idx, clip, ent_coef, hyper, factor)
+                loss, st = actor_loss(model, role, data[role], idx, clip, ent_coef, hyper, factor, diagnostics=last)
                 total = total + loss
                 stats.update({f"{role.upper()}/{k}": v for k, v in st.items()})
             for role in critics:
                 loss = critic_loss(model, data[role], idx)
                 total = total + hyper.value_coef * loss
-                stats[f"{data[role].critic.upper()}/critic_loss"] = loss.detach()
+                if last:
+                    stats[f"{data[role].critic.upper()}/critic_loss"] = loss.detach()
             optimizer.zero_grad(set_to_none=True)
             total.backward()
-            for role in actors:
-                stats[f"{role.upper()}/grad_norm_actor"] = grad_norm(model.actors[role])
-            for role in critics:
-                stats[f"{data[role].critic.upper()}/grad_norm_critic"] = grad_norm(model.critics[data[role].critic])
+            if last:
+                for role in actors:
+                    stats[f"{role.upper()}/grad_norm_actor"] = grad_norm(model.actors[role])
+                for role in critics:
+                    stats[f"{data[role].critic.upper()}/grad_norm_critic"] = \
+                        grad_norm(model.critics[data[role].critic])
             torch.nn.utils.clip_grad_norm_(params, hyper.max_grad_norm)
             optimizer.step()
-            for k, v in stats.items():
-                sums[k] = sums.get(k, 0.0) + float(v)
-            steps += 1
+            if last:
+                for k, v in stats.items():
+                    sums[k] = sums.get(k, 0.0) + float(v)
+                steps += 1
     return {k: v / steps for k, v in sums.items()}
 
 

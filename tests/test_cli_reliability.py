@@ -111,7 +111,7 @@ def test_a_checkpoint_without_a_checksum_is_refused(tmp_path):
 
     save_file({"model.w": torch.zeros(2)}, str(tmp_path / "old.safetensors"), metadata={"meta": "{}", "param_groups": "[]"})
     with pytest.raises(UserError, match="old.safetensors has no checksum"):
-        checkpoint.read("old.safetensors", tmp_path / "old.safetensors")
+        checkpoint.read("old.safetensors", tmp_path / "old.safetensors", "mappo")
 
 
 # ------------------------------------------------------------------ item 5: kills and interrupts

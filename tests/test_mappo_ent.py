@@ -178,3 +178,26 @@ def test_reference_init_starts_mappo_at_ccn_mrt():
     prob = e / (e + 15)
     share, se = (beams == 0).mean(), np.sqrt(prob * (1 - prob) / beams.size)
     assert abs(share - prob) < 4 * se
+
+
+@pytest.mark.parametrize("init", ["reference", "uniform"])
+def test_init_bit_prob_sets_the_initial_federate_probability_and_nothing_else(init):
+    from isacbench.solvers.mappo.solver import initial_reference
+    task = ent_usr.EntUsrTask(SMALL)
+    env = task.make_env(256, 0)
+    cfg = MAPPO({**TINY, "init": init, "init_bit_prob": 0.3}).config
+    reference = initial_reference(env, cfg)
+    plain = initial_reference(env, MAPPO({**TINY, "init": init}).config) or {}
+    for role, heads in reference.items():  # only the Bernoulli heads differ from the plain reference
+        for name, ref in heads.items():
+            if name != "classify":
+                want = plain[role][name] if plain else None
+                assert (ref is None and want is None) or np.array_equal(ref, want)
+    torch.manual_seed(0)
+    model = ActorCritic(env.roles, env.state_dim, cfg.hyper(), reference)
+    sampler = MAPPOPolicy(model, deterministic=False)
+    bits = sampler.act("lcp", env.observe("lcp"))["classify"]  # output weights 0.01: sigmoid(bias) ~ 0.3
+    share, se = bits.mean(), np.sqrt(0.3 * 0.7 / bits.size)
+    assert abs(share - 0.3) < 0.02 + 4 * se
+    bias = H.reference_bias(env.roles["lcp"].heads[0], reference["lcp"]["classify"])
+    assert torch.sigmoid(bias).tolist() == pytest.approx([0.3] * bias.numel(), rel=1e-6)

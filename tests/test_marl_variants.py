@@ -244,6 +244,12 @@ def test_a_checkpoint_is_refused_by_another_algorithm_with_one_clear_error(tmp_p
             other.train(ToyEnv, budget, np.random.default_rng(0), Reporter())
         assert str(e.value) == (f"solver {other.name} resume={str(tmp_path)!r}: the checkpoint was trained by happo, "
                                 f"not {other.name}; resume it with --solver happo")
+    damaged = tmp_path / "mappo" / "checkpoint.safetensors"
+    damaged.write_bytes(damaged.read_bytes()[:-8])
+    missing = str(tmp_path / "nowhere")
+    for source, needle in ((str(tmp_path), "the checkpoint checkpoint.safetensors is damaged"), (missing, "not a checkpoint file")):
+        with pytest.raises(UserError, match=f"^solver ippo resume={source!r}: {needle}"):
+            IPPO({**cfg, "resume": source}).train(ToyEnv, budget, np.random.default_rng(0), Reporter())
 
 
 def test_happo_runs_end_to_end_on_ent_usr_from_the_cli(workdir):

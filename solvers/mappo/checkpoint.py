@@ -61,10 +61,10 @@ def save(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, m
     tmp.replace(path)
 
 
-def read(source: str, path: Path) -> tuple[dict[str, torch.Tensor], dict, list]:
-    """Tensors, metadata and optimizer groups of an intact checkpoint (`source`: the resume value);
-    a damaged file or a wrong checksum is a UserError."""
-    said = f"solver mappo resume={source!r}: the checkpoint {path.name}"
+def read(source: str, path: Path, solver: str) -> tuple[dict[str, torch.Tensor], dict, list]:
+    """Tensors, metadata and optimizer groups of an intact checkpoint (`source`: the resume value of
+    `solver`); a damaged file or a wrong checksum is a UserError."""
+    said = f"solver {solver} resume={source!r}: the checkpoint {path.name}"
     try:
         with safe_open(str(path), framework="pt") as f:
             header = f.metadata() or {}
@@ -72,7 +72,7 @@ def read(source: str, path: Path) -> tuple[dict[str, torch.Tensor], dict, list]:
         intact = _digest(tensors, header) == header.get("sha256")
         meta, groups = json.loads(header["meta"]), json.loads(header["param_groups"])
     except Exception as e:  # noqa: BLE001 - any failure to parse is a damaged file
-        raise UserError(f"{said} is damaged or not a MAPPO checkpoint ({type(e).__name__}: "
+        raise UserError(f"{said} is damaged or not a checkpoint of isacbench's MAPPO family ({type(e).__name__}: "
                         f"{str(e).splitlines()[0][:200] if str(e) else 'no detail'})") from None
     if "sha256" not in header:
         raise UserError(f"{said} has no checksum (written before isacbench verified checkpoints), so it "
@@ -97,7 +97,7 @@ def verify(source: str, path: Path, hyper, env, total_frames: int | None) -> Non
     hyperparameters (all but `frames`, a default budget) on this environment (`signature`), and
     holds no more frames than the budget `total_frames` (None: a time budget). The algorithm
     (`Hyper.algorithm`: mappo / ippo / happo) is checked first, with its own error."""
-    _, meta, _ = read(source, path)
+    _, meta, _ = read(source, path, hyper.algorithm)
     said = f"solver {hyper.algorithm} resume={source!r}:"
     trained = same_algorithm(source, meta, hyper.algorithm)
     for what, theirs, ours, hint in (
@@ -116,13 +116,13 @@ def verify(source: str, path: Path, hyper, env, total_frames: int | None) -> Non
 
 def load(source: str, path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict:
     """Restore model and optimizer in place from an intact checkpoint (`read`); return the metadata."""
-    tensors, meta, groups = read(source, path)
+    tensors, meta, groups = read(source, path, model.algorithm)
     same_algorithm(source, meta, model.algorithm)
     state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
     try:
         model.load_state_dict(state)
     except RuntimeError as e:
-        raise UserError(f"solver mappo resume={source!r}: the checkpoint does not fit this task/config "
+        raise UserError(f"solver {model.algorithm} resume={source!r}: the checkpoint does not fit this task/config "
                         f"({str(e).splitlines()[0]})") from None
     opt_state: dict[int, dict] = {}
     for k, v in tensors.items():
@@ -136,8 +136,8 @@ def load(source: str, path: Path, model: torch.nn.Module, optimizer: torch.optim
     return meta
 
 
-def locate(resume: str, tracking_uri: str | None = None) -> Path:
-    """A checkpoint file from a path (file or folder) or an MLflow run id in the store `tracking_uri`
+def locate(resume: str, tracking_uri: str | None = None, solver: str = "mappo") -> Path:
+    """A checkpoint file for `solver` from a path (file or folder) or an MLflow run id in the store `tracking_uri`
     (the run's own store, `Reporter.tracking_uri`; None: as the CLI resolves it without a flag,
     $MLFLOW_TRACKING_URI, else the local sqlite store)."""
     p = Path(resume)
@@ -154,9 +154,9 @@ def locate(resume: str, tracking_uri: str | None = None) -> Path:
         local = mlflow.artifacts.download_artifacts(run_id=resume, artifact_path=FOLDER, dst_path=dst,
                                                     tracking_uri=resolve_uri(tracking_uri))
     except Exception as e:  # noqa: BLE001 - any MLflow failure means the run id cannot be resumed
-        raise UserError(f"solver mappo resume={resume!r}: not a checkpoint file and no MLflow run with a "
+        raise UserError(f"solver {solver} resume={resume!r}: not a checkpoint file and no MLflow run with a "
                         f"'{FOLDER}/{FILE}' artifact ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
     cand = Path(local) / FILE
     if not cand.is_file():
-        raise UserError(f"solver mappo resume={resume!r}: MLflow run has no '{FOLDER}/{FILE}' artifact")
+        raise UserError(f"solver {solver} resume={resume!r}: MLflow run has no '{FOLDER}/{FILE}' artifact")
     return cand

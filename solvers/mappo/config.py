@@ -73,11 +73,17 @@ BY_BASELINE: dict[str, dict[str, dict]] = {"default": {"mean": {"gae_lambda": 0.
 class MappoConfig(Config):
     #: the algorithm these settings train (`Hyper.algorithm`); IPPO and HAPPO subclass this config
     algorithm: ClassVar[str] = "mappo"
+    #: the baseline when the user names none: the critic (IPPO, HAPPO) or the preset's (MAPPO)
+    critic_by_default: ClassVar[bool] = False
 
     preset: Literal["default", "paper"] = Field("default", description="hyperparameter preset")
     init: Literal["reference", "uniform"] = Field(
         "reference", description="initial policy: centred on the environment's reference_actions() hint (a rule "
                                  "action; none: uniform), or uniform (zero output biases)")
+    init_bit_prob: float | None = Field(
+        None, gt=0, lt=1, description="initial probability of every Bernoulli bit (ent-usr: the LCP's federate bits, "
+                                      "eq. 57-58) in place of the reference's (0 or 1 at logit -+4); 0.5: no "
+                                      "preference, so the policy explores the topology from its start")
     device: Literal["cpu", "cuda", "auto"] = Field("cpu", description="torch device for training")
     num_envs: int | None = Field(None, ge=1, le=4096, description="parallel environments per rollout")
     lr: float | None = Field(None, gt=0, le=1, description="Adam learning rate (actors and critics)")
@@ -110,7 +116,7 @@ class MappoConfig(Config):
     resume: str | None = Field(None, description="MLflow run id (or checkpoint file/folder) to continue from")
 
     def default_baseline(self) -> str:
-        return PRESETS[self.preset].baseline
+        return "critic" if self.critic_by_default else PRESETS[self.preset].baseline
 
     def hyper(self) -> Hyper:
         """The preset, then its values for the resolved baseline (`BY_BASELINE`), then every key the
@@ -131,15 +137,14 @@ class IppoConfig(MappoConfig):
     algorithm: ClassVar[str] = "ippo"
     baseline: Literal["critic"] | None = Field(
         None, description="advantage baseline: each agent's local critic (the only choice for ippo)")
-
-    def default_baseline(self) -> str:
-        return "critic"
+    critic_by_default: ClassVar[bool] = True
 
 
 class HappoConfig(MappoConfig):
     """HAPPO: one centralized V(s) (baseline critic by default) and sequential role updates."""
 
     algorithm: ClassVar[str] = "happo"
+    critic_by_default: ClassVar[bool] = True
     baseline: Literal["critic", "mean"] | None = Field(
         None, description="advantage baseline shared by every role: the centralized state-value critic V(s) "
                           "(default) or the rollout's mean reward (no critic)")
@@ -147,6 +152,3 @@ class HappoConfig(MappoConfig):
     factor_bound: float | None = Field(
         None, gt=1, description="HAPPO's factor M (the earlier roles' joint ratio product) truncated to [1/b, b] "
                                 "(default 2; see docs/solvers/mappo.md, HAPPO)")
-
-    def default_baseline(self) -> str:
-        return "critic"

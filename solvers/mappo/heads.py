@@ -191,14 +191,15 @@ class _LogBeta(torch.autograd.Function):
 
 def reference_bias(head: Head, ref) -> torch.Tensor:
     """Output-layer bias (n_params,) that centres the head's initial distribution on the reference
-    action `ref` (size,): bit logits +-REF_LOGIT_BIT; the reference class REF_LOGIT_CLASS above the
-    others; a Beta whose mode is the reference value, concentration REF_CONCENTRATION. ref None:
+    action `ref` (size,): bit logits +-REF_LOGIT_BIT (a bit probability in (0, 1): its logit); the
+    reference class REF_LOGIT_CLASS above the others; a Beta whose mode is the reference value,
+    concentration REF_CONCENTRATION. ref None:
     zeros (uniform classes / bits, Beta(1.5, 1.5) centred on the head's interval)."""
     if ref is None:
         return torch.zeros(n_params(head))
     r = torch.as_tensor(ref, dtype=torch.float32).reshape(head.size)
-    if head.kind == "bernoulli":
-        return (2 * r - 1) * REF_LOGIT_BIT
+    if head.kind == "bernoulli":  # a bit 0 / 1 at logit -+REF_LOGIT_BIT; a fraction: its logit
+        return torch.where((r == 0) | (r == 1), (2 * r - 1) * REF_LOGIT_BIT, torch.logit(r))
     if head.kind == "categorical":
         return (F.one_hot(r.long(), head.classes) * REF_LOGIT_CLASS).flatten().float()
     low, width = _support(head)

@@ -96,7 +96,7 @@ class MAPPO(LearningSolver):
                         f"x {frames} frames per episode): it uses {used:,} of the budget of {total:,} frames "
                         f"({used + rollout:,} would be {used // rollout + 1} rollouts)")
         if cfg.resume:
-            checkpoint.verify(cfg.resume, checkpoint.locate(cfg.resume, tracking_uri), hyper, env, total)
+            checkpoint.verify(cfg.resume, checkpoint.locate(cfg.resume, tracking_uri, self.name), hyper, env, total)
 
     def train(self, make_env: EnvFactory, budget: Budget, rng: np.random.Generator,
               reporter: Reporter) -> MAPPOPolicy:
@@ -116,12 +116,13 @@ class MAPPO(LearningSolver):
         env: MultiAgentEnv = make_env(hyper.num_envs, derive(entropy, 0)[0])
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(derive(entropy, 1)[0])
-            reference = env.reference_actions() if cfg.init == "reference" else None
+            reference = initial_reference(env, cfg)
             model = ActorCritic(env.roles, env.state_dim, hyper, reference).to(device)
         optimizer = make_optimizer(model, hyper)
         start_update, frames, history = 0, 0, []
         if cfg.resume:
-            meta = checkpoint.load(cfg.resume, checkpoint.locate(cfg.resume, reporter.tracking_uri), model, optimizer)
+            meta = checkpoint.load(cfg.resume, checkpoint.locate(cfg.resume, reporter.tracking_uri, self.name),
+                                   model, optimizer)
             start_update, frames, history, entropy = meta["update"], meta["frames"], meta["history"], meta["entropy"]
             for h in history:  # the resumed run carries the whole curve
                 reporter.log_metrics(tracked(h), int(h["frames"]))
@@ -203,3 +204,17 @@ class MAPPO(LearningSolver):
     def _save(self, out: Path, model, optimizer, meta: dict, metric_names: tuple[str, ...]) -> None:
         checkpoint.save(out / checkpoint.FILE, model, optimizer, meta)
         plot(meta["history"], out / "training_curve.png", f"MAPPO ({self.config.preset} preset)", metric_names)
+
+
+def initial_reference(env: MultiAgentEnv, cfg: MappoConfig) -> dict[str, dict] | None:
+    """The actions the initial policy is centred on: the environment's reference (init=reference) or none
+    (uniform), with every Bernoulli head at `init_bit_prob` when it is set."""
+    reference = env.reference_actions() if cfg.init == "reference" else None
+    if cfg.init_bit_prob is None:
+        return reference
+    reference = {r: dict((reference or {}).get(r, {})) for r in env.roles}
+    for r, spec in env.roles.items():
+        for h in spec.heads:
+            if h.kind == "bernoulli":
+                reference[r][h.name] = np.full(h.size, cfg.init_bit_prob)
+    return reference

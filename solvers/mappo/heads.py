@@ -105,10 +105,8 @@ def log_prob_entropy(head: Head, p: torch.Tensor, action: torch.Tensor) -> tuple
     if head.kind == "categorical":
         return categorical_log_prob_entropy(p.unflatten(-1, (head.size, head.classes)), action)
     low, width = _support(head)
-    log_scale = math.log(width)
     u = ((action - low) / width).clamp(EPS, 1 - EPS)
-    logp, ent = beta_log_prob_entropy(p, u)
-    return logp - log_scale, ent + log_scale
+    return beta_log_prob_entropy(p, u, math.log(width))
 
 
 def log_prob(head: Head, p: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
@@ -129,23 +127,62 @@ def log_prob(head: Head, p: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
     return (a1 * torch.log(u) + b1 * torch.log1p(-u) - log_b) - math.log(width)
 
 
-def beta_log_prob_entropy(p: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def beta_log_prob_entropy(p: torch.Tensor, u: torch.Tensor,
+                          log_scale: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Closed-form log-density at u in (0, 1) and differential entropy of the Beta of `_beta(p)`
     (alpha = 1 + kappa m, beta = 1 + kappa (1 - m)), sharing log B(alpha, beta):
       log f(u) = (alpha - 1) log u + (beta - 1) log(1 - u) - log B(alpha, beta)
       H = log B(alpha, beta) - (alpha - 1) psi(alpha) - (beta - 1) psi(beta) + (alpha + beta - 2) psi(alpha + beta)
     with log B = lgamma(alpha) + lgamma(beta) - lgamma(alpha + beta): the same formulas as
-    torch.distributions' Beta (through its Dirichlet), without its stacking (tests/test_mappo_math.py)."""
-    x_m, x_k = p.chunk(2, dim=-1)
-    m, kappa = torch.sigmoid(x_m), torch.exp(x_k.clamp(max=LOG_KAPPA_MAX))
-    a1, b1 = kappa * m, kappa * (1.0 - m)  # alpha - 1, beta - 1
-    a, b = 1.0 + a1, 1.0 + b1
-    ab = a + b
-    psi_a, psi_b, psi_ab = torch.digamma(a), torch.digamma(b), torch.digamma(ab)
-    log_b = _LogBeta.apply(a, b, ab, psi_a.detach(), psi_b.detach(), psi_ab.detach())
-    logp = a1 * torch.log(u) + b1 * torch.log1p(-u) - log_b
-    ent = log_b - a1 * psi_a - b1 * psi_b + (ab - 2.0) * psi_ab
-    return logp, ent
+    torch.distributions' Beta (through its Dirichlet), without its stacking (tests/test_mappo_math.py).
+    On a support of width w = exp(log_scale): log f - log w and H + log w (the same operations as
+    `log_prob`, so the same values). One autograd node whose backward is the closed-form gradient
+    (`_BetaLogProbEntropy`): the values are those of the expressions above, op for op."""
+    return _BetaLogProbEntropy.apply(p, u, log_scale)
+
+
+class _BetaLogProbEntropy(torch.autograd.Function):
+    """Forward: the expressions of `beta_log_prob_entropy`. Backward, with a1 = alpha - 1 = kappa m,
+    b1 = beta - 1 = kappa (1 - m), psi1 the trigamma function and d/da1 at fixed b1:
+      d log f / d a1 = log u - psi(alpha) + psi(alpha + beta)     (d log B / d alpha = psi(alpha) - psi(alpha + beta))
+      d H / d a1     = -a1 psi1(alpha) + kappa psi1(alpha + beta)
+    (b1 alike with log(1 - u), beta), then d a1 / d x_m = -d b1 / d x_m = kappa m (1 - m) = a1 (1 - m),
+    d a1 / d x_k = a1, d b1 / d x_k = b1 (zero where x_k is clamped at LOG_KAPPA_MAX), and
+    d log f / d u = a1 / u - b1 / (1 - u). The same gradient autograd forms through the expressions
+    (to rounding), in a handful of passes instead of dozens of autograd nodes."""
+
+    @staticmethod
+    def forward(ctx, p, u, log_scale):
+        x_m, x_k = p.chunk(2, dim=-1)
+        m, kappa = torch.sigmoid(x_m), torch.exp(x_k.clamp(max=LOG_KAPPA_MAX))
+        a1, b1 = kappa * m, kappa * (1.0 - m)  # alpha - 1, beta - 1
+        a, b = 1.0 + a1, 1.0 + b1
+        ab = a + b
+        psi_a, psi_b, psi_ab = torch.digamma(a), torch.digamma(b), torch.digamma(ab)
+        log_b = torch.lgamma(a) + torch.lgamma(b) - torch.lgamma(ab)
+        log_u, log_1u = torch.log(u), torch.log1p(-u)
+        logp = a1 * log_u + b1 * log_1u - log_b
+        ent = log_b - a1 * psi_a - b1 * psi_b + (ab - 2.0) * psi_ab
+        if log_scale:
+            logp, ent = logp - log_scale, ent + log_scale
+        ctx.save_for_backward(m, kappa, a1, b1, psi_a, psi_b, psi_ab, log_u, log_1u, x_k <= LOG_KAPPA_MAX, u)
+        return logp, ent
+
+    @staticmethod
+    def backward(ctx, g_logp, g_ent):
+        m, kappa, a1, b1, psi_a, psi_b, psi_ab, log_u, log_1u, free, u = ctx.saved_tensors
+        grad_p = grad_u = None
+        if ctx.needs_input_grad[0]:
+            # the psi(alpha + beta) and psi1(alpha + beta) terms are shared by a1 and b1
+            shared = g_logp * psi_ab + g_ent * kappa * torch.polygamma(1, 2.0 + a1 + b1)
+            d_a1 = g_logp * (log_u - psi_a) - g_ent * a1 * torch.polygamma(1, 1.0 + a1) + shared
+            d_b1 = g_logp * (log_1u - psi_b) - g_ent * b1 * torch.polygamma(1, 1.0 + b1) + shared
+            g_m = (d_a1 - d_b1) * a1 * (1.0 - m)
+            g_k = (d_a1 * a1 + d_b1 * b1) * free
+            grad_p = torch.cat([g_m, g_k], -1)
+        if ctx.needs_input_grad[1]:
+            grad_u = g_logp * (a1 / u - b1 / (1.0 - u))
+        return grad_p, grad_u, None
 
 
 def categorical_log_prob_entropy(logits: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -160,33 +197,21 @@ class _CategoricalLogProbEntropy(torch.autograd.Function):
     def forward(ctx, z, a):
         logp_all = torch.log_softmax(z, dim=-1)
         prob = logp_all.exp()
-        ent = -(prob * logp_all).sum(-1)
+        plogp = prob * logp_all
+        ent = -plogp.sum(-1)
         idx = a.unsqueeze(-1)
-        ctx.save_for_backward(logp_all, prob, ent, idx)
+        ctx.save_for_backward(plogp, prob, ent, idx)
         return logp_all.gather(-1, idx).squeeze(-1), ent
 
     @staticmethod
     def backward(ctx, g_logp, g_ent):
-        logp_all, prob, ent, idx = ctx.saved_tensors
+        plogp, prob, ent, idx = ctx.saved_tensors
         # dL/dz_j = g_logp ([j = a] - p_j) - g_ent p_j (log p_j + H)
-        grad = (logp_all + ent.unsqueeze(-1)).mul_(g_ent.unsqueeze(-1)).add_(g_logp.unsqueeze(-1)).mul_(prob).neg_()
+        #         = -g_ent (p_j log p_j) - (g_logp + g_ent H) p_j + g_logp [j = a]: two passes over the classes
+        grad = plogp * g_ent.neg().unsqueeze(-1)
+        grad.addcmul_(prob, torch.addcmul(g_logp, g_ent, ent).neg_().unsqueeze(-1))
         grad.scatter_add_(-1, idx, g_logp.unsqueeze(-1))
         return grad, None
-
-
-class _LogBeta(torch.autograd.Function):
-    """log B(alpha, beta) = lgamma(alpha) + lgamma(beta) - lgamma(alpha + beta), whose backward reuses the
-    digammas the entropy needs anyway (d lgamma = digamma: the same values autograd would recompute)."""
-
-    @staticmethod
-    def forward(ctx, a, b, ab, psi_a, psi_b, psi_ab):
-        ctx.save_for_backward(psi_a, psi_b, psi_ab)
-        return torch.lgamma(a) + torch.lgamma(b) - torch.lgamma(ab)
-
-    @staticmethod
-    def backward(ctx, grad):
-        psi_a, psi_b, psi_ab = ctx.saved_tensors
-        return grad * psi_a, grad * psi_b, -grad * psi_ab, None, None, None
 
 
 def reference_bias(head: Head, ref) -> torch.Tensor:

@@ -35,8 +35,29 @@ class AgentLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() == 3:  # (N, n, fan_in): one batched product per agent on strided views, bias fused
-            return torch.baddbmm(self.bias.unsqueeze(1), x.transpose(0, 1), self.weight.transpose(1, 2)).transpose(0, 1)
+            return _AgentLinear.apply(x, self.weight, self.bias)
         return torch.einsum("...ni,noi->...no", x, self.weight) + self.bias
+
+
+class _AgentLinear(torch.autograd.Function):
+    """y[:, i] = x[:, i] W_i^T + b_i for x (N, n, fan_in): the forward autograd would take (one baddbmm on
+    strided views), with a backward that forms the weight gradient directly in the weight's (n, fan_out,
+    fan_in) layout, dW_i = dy[:, i]^T x[:, i], instead of autograd's (n, fan_in, fan_out) product and a
+    transposing copy of the widest tensor of the model (the FPB output layer)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias):
+        ctx.save_for_backward(x, weight)
+        return torch.baddbmm(bias.unsqueeze(1), x.transpose(0, 1), weight.transpose(1, 2)).transpose(0, 1)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight = ctx.saved_tensors
+        g = grad.transpose(0, 1)  # (n, N, fan_out), strided: the batched products take it as it is
+        gx = torch.bmm(g, weight).transpose(0, 1) if ctx.needs_input_grad[0] else None
+        gw = torch.bmm(g.transpose(1, 2), x.transpose(0, 1)) if ctx.needs_input_grad[1] else None
+        gb = grad.sum(0) if ctx.needs_input_grad[2] else None
+        return gx, gw, gb
 
 
 class AgentLayerNorm(nn.Module):

@@ -1,6 +1,8 @@
 """MAPPO on the real ent-usr environment: action domains, topology settings, a tiny end-to-end run."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -180,24 +182,28 @@ def test_reference_init_starts_mappo_at_ccn_mrt():
     assert abs(share - prob) < 4 * se
 
 
-@pytest.mark.parametrize("init", ["reference", "uniform"])
-def test_init_bit_prob_sets_the_initial_federate_probability_and_nothing_else(init):
-    from isacbench.solvers.mappo.solver import initial_reference
-    task = ent_usr.EntUsrTask(SMALL)
-    env = task.make_env(256, 0)
-    cfg = MAPPO({**TINY, "init": init, "init_bit_prob": 0.3}).config
-    reference = initial_reference(env, cfg)
-    plain = initial_reference(env, MAPPO({**TINY, "init": init}).config) or {}
-    for role, heads in reference.items():  # only the Bernoulli heads differ from the plain reference
-        for name, ref in heads.items():
-            if name != "classify":
-                want = plain[role][name] if plain else None
-                assert (ref is None and want is None) or np.array_equal(ref, want)
+
+@pytest.mark.parametrize("share", [0.3, 1.0])
+def test_reference_federate_starts_a_mixed_rule_with_the_resources_split_accordingly(share):
+    task = ent_usr.EntUsrTask({**SMALL, "reference_federate": share})
+    env, plain = task.make_env(256, 0), ent_usr.EntUsrTask(SMALL).make_env(256, 0)
+    ref, base = env.reference_actions(), plain.reference_actions()
+    assert ref["lcp"]["classify"].tolist() == [share] * 8 and ref["lcp"]["power"].tolist() == [1 - share] * 3
+    assert ref["lcp"]["bandwidth"].tolist() == [1 - share]
+    assert all(np.array_equal(ref[r][h], base[r][h]) for r in ("lpb", "fpb") for h in ("power", "beam"))
     torch.manual_seed(0)
-    model = ActorCritic(env.roles, env.state_dim, cfg.hyper(), reference)
-    sampler = MAPPOPolicy(model, deterministic=False)
-    bits = sampler.act("lcp", env.observe("lcp"))["classify"]  # output weights 0.01: sigmoid(bias) ~ 0.3
-    share, se = bits.mean(), np.sqrt(0.3 * 0.7 / bits.size)
-    assert abs(share - 0.3) < 0.02 + 4 * se
-    bias = H.reference_bias(env.roles["lcp"].heads[0], reference["lcp"]["classify"])
-    assert torch.sigmoid(bias).tolist() == pytest.approx([0.3] * bias.numel(), rel=1e-6)
+    model = ActorCritic(env.roles, env.state_dim, MAPPO(TINY).config.hyper(), ref)
+    bits = MAPPOPolicy(model, deterministic=False).act("lcp", env.observe("lcp"))["classify"]
+    b = H.REF_LOGIT_BIT
+    want = share if share < 1 else 1 / (1 + math.exp(-b))  # a whole bit keeps the reference logit +4
+    assert abs(bits.mean() - want) < 0.02 + 4 * np.sqrt(want * (1 - want) / bits.size)  # output weights 0.01
+    greedy = MAPPOPolicy(model, deterministic=True)
+    for stage in env.stages:
+        env.act({r: greedy.act(r, env.observe(r)) for r in stage})
+    env.end_frame()
+    d, p = env.last_decision, task.params
+    if share == 1.0:  # the CFN-MRT rule's resources: everything federated, no local power or bandwidth
+        assert d.fed_users.all() and d.fed_targets.all() and np.all(d.b_loc == 0) and np.all(d.p_loc <= 0.01 * p.P_max)
+    else:  # greedy bits stay local below 1/2; half-way shares of B and P_max up to the 0.01-gain weights
+        assert not d.fed_users.any() and np.all(np.abs(d.b_loc - 0.7 * p.B) <= 1)
+        assert np.all(np.abs(d.p_loc / p.P_max - 0.7) < 0.02)

@@ -80,10 +80,6 @@ class MappoConfig(Config):
     init: Literal["reference", "uniform"] = Field(
         "reference", description="initial policy: centred on the environment's reference_actions() hint (a rule "
                                  "action; none: uniform), or uniform (zero output biases)")
-    init_bit_prob: float | None = Field(
-        None, gt=0, lt=1, description="initial probability of every Bernoulli bit (ent-usr: the LCP's federate bits, "
-                                      "eq. 57-58) in place of the reference's (0 or 1 at logit -+4); 0.5: no "
-                                      "preference, so the policy explores the topology from its start")
     device: Literal["cpu", "cuda", "auto"] = Field("cpu", description="torch device for training")
     num_envs: int | None = Field(None, ge=1, le=4096, description="parallel environments per rollout")
     lr: float | None = Field(None, gt=0, le=1, description="Adam learning rate (actors and critics)")

@@ -116,7 +116,7 @@ class MAPPO(LearningSolver):
         env: MultiAgentEnv = make_env(hyper.num_envs, derive(entropy, 0)[0])
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(derive(entropy, 1)[0])
-            reference = initial_reference(env, cfg)
+            reference = env.reference_actions() if cfg.init == "reference" else None
             model = ActorCritic(env.roles, env.state_dim, hyper, reference).to(device)
         optimizer = make_optimizer(model, hyper)
         start_update, frames, history = 0, 0, []
@@ -204,17 +204,3 @@ class MAPPO(LearningSolver):
     def _save(self, out: Path, model, optimizer, meta: dict, metric_names: tuple[str, ...]) -> None:
         checkpoint.save(out / checkpoint.FILE, model, optimizer, meta)
         plot(meta["history"], out / "training_curve.png", f"MAPPO ({self.config.preset} preset)", metric_names)
-
-
-def initial_reference(env: MultiAgentEnv, cfg: MappoConfig) -> dict[str, dict] | None:
-    """The actions the initial policy is centred on: the environment's reference (init=reference) or none
-    (uniform), with every Bernoulli head at `init_bit_prob` when it is set."""
-    reference = env.reference_actions() if cfg.init == "reference" else None
-    if cfg.init_bit_prob is None:
-        return reference
-    reference = {r: dict((reference or {}).get(r, {})) for r in env.roles}
-    for r, spec in env.roles.items():
-        for h in spec.heads:
-            if h.kind == "bernoulli":
-                reference[r][h.name] = np.full(h.size, cfg.init_bit_prob)
-    return reference

@@ -75,6 +75,10 @@ class EntUsrConfig(TaskConfig):
     topology: Literal["ent", "ccn-only", "cfn-only"] = Field(
         "ent", description="ent: every role decides; ccn-only: every service local (only LPB acts); cfn-only: "
                            "every service federated (only FG and FPB act); see topology.py")
+    reference_federate: float = Field(
+        0.0, ge=0, le=1, description="the learners' starting point (env.reference_actions): every service "
+                                     "federated with this probability, local power and bandwidth shares 1 - it "
+                                     "(0: the CCN-MRT rule; 1: all federated); other solvers ignore it")
     # ---- episodes and evaluation
     frames_per_episode: int = Field(20, ge=1, le=10_000, description="frames N_T per episode")
     eval_episodes: int = Field(4, ge=1, le=1024, description="evaluation episodes (fixed seeds from instance_seed)")
@@ -154,6 +158,7 @@ class Params:
     frames: int
     beam_relative: bool = False  # agents' beam classes are offsets from codebook MRT (see actions.decode)
     topology: str = "ent"  # ent / ccn-only / cfn-only (topology.py)
+    reference_federate: float = 0.0  # the reference_actions' federate probability (env.reference_actions)
 
     @property
     def MA(self) -> int:
@@ -195,5 +200,5 @@ def params_of(cfg: EntUsrConfig) -> Params:
         err_min=cfg.err_min, err_max=cfg.err_max, G_R=10.0 ** (cfg.radar_gain_db / 10.0), rcs=cfg.rcs_m2,
         prior_pos_std=cfg.prior_pos_std, prior_vel_std=cfg.prior_vel_std, o=o, O_bar=cfg.overhead_base * o,
         utility_floor=cfg.utility_floor, frames=cfg.frames_per_episode, beam_relative=cfg.beam_mode == "relative",
-        topology=cfg.topology,
+        topology=cfg.topology, reference_federate=cfg.reference_federate,
     )

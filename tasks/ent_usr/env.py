@@ -32,7 +32,8 @@ Observations (float32), all features scaled to O(1):
 state(): all lcp observations | the fg observation (zero before LCP acts) | stage one-hot (3).
 
 `reference_actions()`: per acting role and head, the action of the CCN-MRT rule (all local, full
-local power and bandwidth, equal shares, MRT beams) or None where the rule has no preference;
+local power and bandwidth, equal shares, MRT beams; with the setting `reference_federate` f, services
+federated with probability f and local power and bandwidth 1 - f) or None where the rule has no preference;
 learners may start their policies near it (an initialization hint, not part of the paper's model).
 
 Topology setting (`Params.topology`, topology.py): under ccn-only / cfn-only the environment plays
@@ -243,11 +244,14 @@ class EntUsrEnv(MultiAgentEnv):
 
     def reference_actions(self) -> dict[str, dict[str, np.ndarray | None]]:
         """Per acting role and head, one agent-independent action (size,) of the CCN-MRT rule, None
-        where it has no preference (grouping; absolute beams, whose MRT class depends on the channel)."""
+        where it has no preference (grouping; absolute beams, whose MRT class depends on the channel).
+        With `Params.reference_federate` f > 0 the LCP reference is a mixed rule: every classification
+        bit federated with probability f (a fractional bit reference), local power and bandwidth shares
+        1 - f, the rest left to the federated regime (eq. 10)."""
         p = self.p
-        nk, nq = p.K + p.Q, p.MK + p.MQ
+        nk, nq, f = p.K + p.Q, p.MK + p.MQ, p.reference_federate
         mrt = (lambda n: np.zeros(n, np.int64)) if p.beam_relative else (lambda n: None)
-        rule = {"lcp": {"classify": np.zeros(nk, np.int64), "power": np.ones(p.A), "bandwidth": np.ones(1)},
+        rule = {"lcp": {"classify": np.full(nk, f), "power": np.full(p.A, 1.0 - f), "bandwidth": np.full(1, 1.0 - f)},
                 "lpb": {"power": np.ones(p.A * nk), "beam": mrt(p.A * nk)},
                 "fg": {"group": None},
                 "fpb": {"power": np.ones(p.MA * nq), "beam": mrt(p.MA * nq)}}

@@ -349,3 +349,63 @@ def test_mmse_estimate_writes_into_given_buffers():
         assert got[0] is buf[0] and got[1] is buf[1]
         np.testing.assert_array_equal(got[0], want[0])
         np.testing.assert_array_equal(got[1], want[1])
+
+
+# ---- issue 14 item 1 (round 3): the co-phasing of eq. 62b / 67b pinned against the previous formulas
+
+def _previous_coherent_phase(inner):
+    """model._coherent_phase of commit 8538ca1: the complex quotient by |inner|, 1 where inner = 0."""
+    mag = np.abs(inner)
+    return np.where(mag > 0, inner.conj() / np.where(mag > 0, mag, 1), 1).astype(np.complex64)
+
+
+def _bits(x):
+    return np.ascontiguousarray(x).view(np.uint64 if x.dtype == np.complex64 else np.uint8)
+
+
+def test_coherent_phase_is_bit_identical_to_the_complex_quotient():
+    """Fast path (complex64, no zero or non-finite part) and the general one: the same bits as the previous
+    formula, signs of zero included, at every magnitude (subnormal to overflowing), with exact zeros,
+    signed zeros, NaN and inf in the input; non-contiguous and complex128 inputs take the general path."""
+    rng = np.random.default_rng(31)
+    base = (rng.standard_normal((64, 4, 12, 16)) + 1j * rng.standard_normal((64, 4, 12, 16))).astype(np.complex64)
+    special = base.copy().reshape(-1)
+    special[::7] = 0
+    special[1::11] = complex(-0.0, 0.0)
+    special[2::13] = complex(0.0, -0.0)
+    special[3::17] = complex(-0.0, 3e-7)
+    special[4::19] = complex(2e-7, -0.0)
+    special[5::23] *= np.float32(1e-44)  # subnormal parts: 1 / |inner| overflows
+    special[6::29] *= np.float32(1e37)  # |inner| overflows
+    special[100], special[101], special[102] = np.nan, complex(np.inf, 1), complex(1, np.nan)
+    special[200] = complex(1e-30, 1e30)  # the small part's product underflows
+    cases = [base * np.float32(s) for s in (1e-30, 1e-6, 1.0, 1e30)] + [special.reshape(base.shape)]
+    cases += [cases[1][:, :, ::2], cases[1].astype(np.complex128), cases[1][0, 0, 0, 0]]
+    with np.errstate(all="ignore"):
+        for inner in cases:
+            got, want = model._coherent_phase(inner), _previous_coherent_phase(inner)
+            assert got.dtype == want.dtype == np.complex64 and got.shape == want.shape
+            np.testing.assert_array_equal(_bits(got), _bits(want))
+
+
+@pytest.mark.parametrize("per_subband", [False, True])
+def test_federated_inner_products_in_the_gain_layout_equal_the_previous_einsum(per_subband):
+    """h_hat^H v of eq. 67b summed in conj(h_hat)'s gain layout (B, i, k', MA, N) with the beams transposed:
+    bit-identical to the previous einsum on the (B, i, MA, k') view with broadcast beams, for codebook beams
+    (B, 1, MA, MK, N) and per-subband (true-MRT) beams (B, M, MA, MK, N)."""
+    p = EntUsrTask().params
+    rng = np.random.default_rng(32)
+    b = 19
+    h_hat = channels.cn(rng, (b, p.MA, p.MK, p.M, p.N)) * np.float32(3e-5)
+    code = channels.steering(p.angles, p.N)
+    vfu = (channels.cn(rng, (b, p.M, p.MA, p.MK, p.N)) if per_subband
+           else code[rng.integers(0, p.n_angles, (b, p.MA, p.MK))][:, None])
+    hc = np.empty((b, p.M, p.MK, p.MA, p.N), np.complex64)
+    np.conjugate(h_hat.transpose(0, 3, 2, 1, 4), out=hc)
+    hf = hc.transpose(0, 1, 3, 2, 4)
+    want = np.einsum("...n,...n->...", hf, np.broadcast_to(vfu, hf.shape))  # (B, i, MA, k')
+    vft = np.ascontiguousarray(np.swapaxes(vfu, 2, 3))
+    got = np.einsum("...n,...n->...", hc, np.broadcast_to(vft, hc.shape)).transpose(0, 1, 3, 2)
+    np.testing.assert_array_equal(_bits(got), _bits(want))
+    np.testing.assert_array_equal(_bits(model._coherent_phase(np.ascontiguousarray(got.transpose(0, 1, 3, 2)))
+                                        .transpose(0, 1, 3, 2)), _bits(_previous_coherent_phase(want)))

@@ -145,13 +145,15 @@ def evaluate(p: Params, s: FrameState, d: Decision, estimate_out: tuple[np.ndarr
 
     # ---- F-regime SINR and rate: CFN r on the shared subcarriers of its subbands
     onehot = d.group[..., None] == np.arange(p.R)  # (B, M, R)
-    # conj(h_hat) written once in the layout of the gain product (B, i, k, MA, N); hf is a view of it
+    # conj(h_hat) written once in the layout of the gain product (B, i, k, MA, N)
     hc = np.empty((b, p.M, p.MK, p.MA, p.N), np.complex64)
     np.conjugate(h_hat.transpose(0, 3, 2, 1, 4), out=hc)
-    hf = hc.transpose(0, 1, 3, 2, 4)  # (B, i, MA, MK, N)
     vfu = code[beam_fed[..., : p.MK]][:, None] if exact is None else exact.fed_users  # (B, 1 or M, MA, MK, N)
-    vfk = np.broadcast_to(vfu, hf.shape)
-    phase_f = _coherent_phase(np.einsum("...n,...n->...", hf, vfk))  # (B, i, MA, k') (eq. 67b)
+    # h_hat^H v per (i, a, k') (eq. 67b), summed in hc's layout (B, i, k', MA, N) with the beams transposed to
+    # it (the same products and order over n as on the (B, i, MA, k') view: tests/test_ent_usr_speed.py)
+    vft = np.ascontiguousarray(np.swapaxes(vfu, 2, 3))  # (B, 1 or M, MK, MA, N)
+    inner_f = np.einsum("...n,...n->...", hc, np.broadcast_to(vft, hc.shape))  # (B, i, k', MA)
+    phase_f = _coherent_phase(inner_f).transpose(0, 1, 3, 2)  # (B, i, MA, k')
     amp = np.sqrt(pw_fed[:, :, : p.MK]).astype(np.float32)[:, None] * sub_ap.transpose(0, 2, 1)[..., None]
     coef = amp * phase_f  # complex64
     tx_f = np.empty((b, p.M, p.MA, p.N, p.MK), np.complex64)  # (B, i, MA, N, k'), zero outside S_{r(a)}
@@ -226,7 +228,30 @@ def _power_per_angle(power: np.ndarray, beam: np.ndarray, n_angles: int) -> np.n
 
 
 def _coherent_phase(inner: np.ndarray) -> np.ndarray:
-    """e^{-j angle(inner)} (eq. 62b, 67b); 1 where inner = 0."""
+    """e^{-j angle(inner)} (eq. 62b, 67b); 1 where inner = 0.
+
+    The quotient conj(inner) / |inner| of `_coherent_phase_general` divides by a real, which numpy's
+    complex division does as (x + y 0) s and (y - x 0) s with s = 1 / |inner| (float32), x, y the parts of
+    conj(inner): where both parts of inner are nonzero and finite (and s finite), that is x s and y s, the
+    parts of conj(inner) * s (a product by a real, whose zero cross terms leave the rounding alone). The
+    fast path computes that product for complex64 arrays without a zero or non-finite part, and checks
+    that no part of the result is zero (an underflow, where the sign of zero could differ); any other
+    input takes the general formula. Bit-identical to it (tests/test_ent_usr_speed.py)."""
+    inner = np.asarray(inner)
+    if inner.dtype == np.complex64 and inner.flags.c_contiguous and inner.ndim:
+        mag = np.abs(inner)
+        if inner.view(np.float32).all() and np.isfinite(mag).all():
+            scale = np.divide(np.float32(1), mag, out=mag)
+            if np.isfinite(scale).all():
+                out = np.conjugate(inner)
+                out *= scale
+                if out.view(np.float32).all():
+                    return out
+    return _coherent_phase_general(inner)
+
+
+def _coherent_phase_general(inner: np.ndarray) -> np.ndarray:
+    """e^{-j angle(inner)}, 1 where inner = 0: the formula for any input (see `_coherent_phase`)."""
     mag = np.abs(inner)
     return np.where(mag > 0, inner.conj() / np.where(mag > 0, mag, 1), 1).astype(np.complex64)
 

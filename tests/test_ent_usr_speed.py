@@ -398,14 +398,33 @@ def test_federated_inner_products_in_the_gain_layout_equal_the_previous_einsum(p
     b = 19
     h_hat = channels.cn(rng, (b, p.MA, p.MK, p.M, p.N)) * np.float32(3e-5)
     code = channels.steering(p.angles, p.N)
-    vfu = (channels.cn(rng, (b, p.M, p.MA, p.MK, p.N)) if per_subband
-           else code[rng.integers(0, p.n_angles, (b, p.MA, p.MK))][:, None])
+    beam = rng.integers(0, p.n_angles, (b, p.MA, p.MK))
+    vfu = channels.cn(rng, (b, p.M, p.MA, p.MK, p.N)) if per_subband else code[beam][:, None]
     hc = np.empty((b, p.M, p.MK, p.MA, p.N), np.complex64)
     np.conjugate(h_hat.transpose(0, 3, 2, 1, 4), out=hc)
     hf = hc.transpose(0, 1, 3, 2, 4)
     want = np.einsum("...n,...n->...", hf, np.broadcast_to(vfu, hf.shape))  # (B, i, MA, k')
     vft = np.ascontiguousarray(np.swapaxes(vfu, 2, 3))
+    if not per_subband:  # codebook beams gathered straight in the transposed layout (model.evaluate)
+        np.testing.assert_array_equal(_bits(code[np.swapaxes(beam, 1, 2)][:, None]), _bits(vft))
     got = np.einsum("...n,...n->...", hc, np.broadcast_to(vft, hc.shape)).transpose(0, 1, 3, 2)
     np.testing.assert_array_equal(_bits(got), _bits(want))
     np.testing.assert_array_equal(_bits(model._coherent_phase(np.ascontiguousarray(got.transpose(0, 1, 3, 2)))
                                         .transpose(0, 1, 3, 2)), _bits(_previous_coherent_phase(want)))
+
+
+@pytest.mark.parametrize("config", [{}, {"M": 9, "R": 3}])
+def test_codebook_gains_of_a_strided_subband_view_equal_those_of_its_contiguous_copy(config):
+    """_mrt_users hands BLAS the subband view rows[lo:hi, :, :, i] (uniform row stride) instead of a contiguous
+    copy of it (the previous kernel): the same gains, bit for bit."""
+    p = EntUsrTask(config).params
+    rows = (channels.cn(np.random.default_rng(33), (model.CHUNK + 3, p.MA, p.MK, p.M, p.N)) * np.float32(3e-5)
+            ).view(np.float32)
+    w = model._gain_matrix(p)
+    w_re, w_im = np.ascontiguousarray(w[:, : p.n_angles]), np.ascontiguousarray(w[:, p.n_angles:])
+    for lo, hi in ((0, model.CHUNK), (model.CHUNK, model.CHUNK + 3)):
+        for i in range(p.M):
+            got, want = (np.empty((hi - lo, p.MA, p.MK, p.n_angles), np.float32) for _ in range(2))
+            model._gains_into(rows[lo:hi, :, :, i], w_re, w_im, got)
+            model._gains_into(np.ascontiguousarray(rows[lo:hi, :, :, i]), w_re, w_im, want)
+            np.testing.assert_array_equal(got, want)

@@ -148,10 +148,15 @@ def evaluate(p: Params, s: FrameState, d: Decision, estimate_out: tuple[np.ndarr
     # conj(h_hat) written once in the layout of the gain product (B, i, k, MA, N)
     hc = np.empty((b, p.M, p.MK, p.MA, p.N), np.complex64)
     np.conjugate(h_hat.transpose(0, 3, 2, 1, 4), out=hc)
-    vfu = code[beam_fed[..., : p.MK]][:, None] if exact is None else exact.fed_users  # (B, 1 or M, MA, MK, N)
-    # h_hat^H v per (i, a, k') (eq. 67b), summed in hc's layout (B, i, k', MA, N) with the beams transposed to
-    # it (the same products and order over n as on the (B, i, MA, k') view: tests/test_ent_usr_speed.py)
-    vft = np.ascontiguousarray(np.swapaxes(vfu, 2, 3))  # (B, 1 or M, MK, MA, N)
+    # h_hat^H v per (i, a, k') (eq. 67b), summed in hc's layout (B, i, k', MA, N) with the beams vft transposed
+    # to it (the same products and order over n as on the (B, i, MA, k') view: tests/test_ent_usr_speed.py);
+    # codebook beams are gathered in that layout, vfu (B, 1 or M, MA, MK, N) is a view
+    if exact is None:
+        vft = code[np.swapaxes(beam_fed[..., : p.MK], 1, 2)][:, None]  # (B, 1, MK, MA, N)
+        vfu = np.swapaxes(vft, 2, 3)
+    else:
+        vfu = exact.fed_users
+        vft = np.ascontiguousarray(np.swapaxes(vfu, 2, 3))
     inner_f = np.einsum("...n,...n->...", hc, np.broadcast_to(vft, hc.shape))  # (B, i, k', MA)
     phase_f = _coherent_phase(inner_f).transpose(0, 1, 3, 2)  # (B, i, MA, k')
     amp = np.sqrt(pw_fed[:, :, : p.MK]).astype(np.float32)[:, None] * sub_ap.transpose(0, 2, 1)[..., None]
@@ -301,8 +306,9 @@ def _gain_matrix(p: Params) -> np.ndarray:
 
 
 def _gains_into(rows: np.ndarray, w_re: np.ndarray, w_im: np.ndarray, out: np.ndarray) -> None:
-    """out = |h^H v_l|^2 for rows (..., 2N) float32 (interleaved re/im of h), out (..., n_angles); both
-    C-contiguous. w_re, w_im: the two halves of `_gain_matrix` (contiguous), multiplied as 2-D matrices
+    """out = |h^H v_l|^2 for rows (..., 2N) float32 (interleaved re/im of h), out (..., n_angles) C-contiguous;
+    rows may be a view with one stride between rows (a subband of the channels: it reshapes to a strided 2-D
+    view, which BLAS reads in place, the same gains as from a copy: tests/test_ent_usr_speed.py). w_re, w_im: the two halves of `_gain_matrix` (contiguous), multiplied as 2-D matrices
     (a stacked matmul would loop over tiny products); each product element is the same dot product as
     with the whole W (tests/test_ent_usr_speed.py), and re^2 + im^2 is added on contiguous arrays."""
     flat = rows.reshape(-1, rows.shape[-1])
@@ -317,7 +323,7 @@ def _mrt_users(p: Params, h_hat: np.ndarray, sub_ap: np.ndarray) -> tuple[np.nda
     """Codebook MRT of the users: local (B, MA, K), argmax_l |h_hat_akm^H v_l|^2 on the cell's subband
     m; federated (B, MA, MK), argmax_l sum_i [i in S_r(a)] |h_hat_aki^H v_l|^2 (sum in the order of i).
     Computed per block of CHUNK environments and per subband i, so that the gains (B, MA, MK, M,
-    n_angles) never exist in full and every pass runs over contiguous memory."""
+    n_angles) never exist in full; the passes after the product run over contiguous memory."""
     b = h_hat.shape[0]
     w = _gain_matrix(p)
     w_re, w_im = np.ascontiguousarray(w[:, : p.n_angles]), np.ascontiguousarray(w[:, p.n_angles:])
@@ -330,7 +336,7 @@ def _mrt_users(p: Params, h_hat: np.ndarray, sub_ap: np.ndarray) -> tuple[np.nda
         g = np.empty((hi - lo, p.MA, p.MK, p.n_angles), np.float32)  # gains on one subband
         g_fed = np.empty_like(g)
         for i in range(p.M):
-            _gains_into(np.ascontiguousarray(rows[lo:hi, :, :, i]), w_re, w_im, g)
+            _gains_into(rows[lo:hi, :, :, i], w_re, w_im, g)  # a strided view: BLAS reads it in place
             cell = g[:, i * p.A:(i + 1) * p.A, i * p.K:(i + 1) * p.K]  # cell i's APs and users (diagonal block)
             np.argmax(cell, axis=-1, out=mrt_uc[lo:hi, i])
             wt = sub[lo:hi, :, i, None, None]

@@ -428,3 +428,46 @@ def test_codebook_gains_of_a_strided_subband_view_equal_those_of_its_contiguous_
             model._gains_into(rows[lo:hi, :, :, i], w_re, w_im, got)
             model._gains_into(np.ascontiguousarray(rows[lo:hi, :, :, i]), w_re, w_im, want)
             np.testing.assert_array_equal(got, want)
+
+
+# ---- issue 14 item 1 (round 3): action decoding pinned against the previous formulas
+
+def _previous_entries(x, mask):
+    """The entries of act.project_simplex at commit 8538ca1 (actions.py)."""
+    return np.where(mask, np.clip(np.nan_to_num(x, nan=0.0), -1e6, 1e6), -1e9)
+
+
+def test_simplex_entries_are_bit_identical_to_the_previous_formula():
+    """NaN, +-inf, signed zeros, huge entries; bool, int and broadcast masks; float64, float32 and int inputs."""
+    rng = np.random.default_rng(34)
+    x = rng.uniform(-0.5, 1.5, (300, 12, 32)) * rng.choice([1e-3, 1.0, 10.0], (300, 12, 1))
+    flat = x.reshape(-1)
+    flat[::97], flat[1::89], flat[2::83], flat[3::79], flat[4::73], flat[5::71] = np.nan, np.inf, -np.inf, -0.0, 3e7, -2e7
+    mask = rng.random(x.shape) < 0.6
+    cases = [(x, mask), (x, mask.astype(int)), (x, mask[:1]), (x[0, 0], mask[0, 0]), (x.astype(np.float32), mask),
+             (rng.integers(-3, 4, (50, 8)), rng.random((50, 8)) < 0.5), (x[:, :, :1], mask[:, :, :1])]
+    for xi, mi in cases:
+        got, want = act._entries(xi, mi), _previous_entries(xi, mi)
+        assert got.dtype == want.dtype and got.shape == want.shape
+        np.testing.assert_array_equal(got.view(np.uint8), want.view(np.uint8))
+    before = x.copy()
+    act.project_simplex(x, mask)
+    np.testing.assert_array_equal(x.view(np.uint8), before.view(np.uint8))  # the input is not written
+
+
+@pytest.mark.parametrize("config", [{}, {"M": 9, "R": 3}])
+def test_decode_picks_each_aps_fpb_entries_as_the_previous_take_along_axis(config):
+    task = EntUsrTask(config)
+    env = task.make_env(23, 5)
+    p, rng = env.p, np.random.default_rng(35)
+    acts = {role: env.specs[role].sample(env.num_envs, rng) for role in env.specs}
+    got = act.decode(p, acts)
+    b, nq = env.num_envs, p.MK + p.MQ
+    pick = got.group[:, np.arange(p.MA) // p.A][:, None, :, None]
+    fpow = np.asarray(acts["fpb"]["power"], float).reshape(b, p.R, p.MA, nq)
+    fbeam = np.asarray(acts["fpb"]["beam"]).reshape(b, p.R, p.MA, nq)
+    frac_fed = np.take_along_axis(fpow, pick, axis=1)[:, 0]
+    want_beam = act.beam_index(p, np.take_along_axis(fbeam, pick, axis=1)[:, 0])
+    np.testing.assert_array_equal(got.beam_fed, want_beam)
+    _, fed_mask = model.service_masks(p, got)
+    np.testing.assert_array_equal(got.frac_fed.view(np.uint8), act.project_simplex(frac_fed, fed_mask).view(np.uint8))

@@ -19,9 +19,23 @@ def beam_index(p: Params, cls: np.ndarray) -> np.ndarray:
     return MRT - c if p.beam_relative else c
 
 
+def _entries(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The entries `project_simplex` works on: NaN -> 0, clipped to [-1e6, 1e6] (+-inf to the bounds),
+    -1e9 where not mask; written in place on one copy of x."""
+    z = np.clip(x, -1e6, 1e6)
+    nan = np.isnan(z)
+    if nan.any():
+        z[nan] = 0.0
+    if np.shape(mask) == z.shape:
+        np.copyto(z, -1e9, where=np.logical_not(mask))
+    else:
+        z = np.where(mask, z, -1e9)
+    return z
+
+
 def project_simplex(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Euclidean projection of x (..., n) onto {y >= 0, sum y <= 1, y_i = 0 where not mask}."""
-    z = np.where(mask, np.clip(np.nan_to_num(x, nan=0.0), -1e6, 1e6), -1e9)
+    z = _entries(x, mask)
     y = np.maximum(z, 0.0)
     inside = y.sum(-1, keepdims=True) <= 1.0
     u = -np.sort(-z, axis=-1)
@@ -65,15 +79,16 @@ def decode(p: Params, actions: dict[str, dict[str, np.ndarray]]) -> Decision:
     group = repair_groups(np.asarray(fg["group"]).reshape(b, p.M), p)  # eq. 64-65
     ca = np.arange(p.MA) // p.A
     fpb_of_ap = group[:, ca]  # the FPB agent of AP a's CFN
-    fpow = np.asarray(fpb["power"], float).reshape(b, p.R, p.MA, p.MK + p.MQ)
-    fbeam = np.asarray(fpb["beam"]).reshape(b, p.R, p.MA, p.MK + p.MQ)
-    pick = fpb_of_ap[:, None, :, None]
+    nq = p.MK + p.MQ
+    fpow = np.asarray(fpb["power"], float).reshape(b * p.R * p.MA, nq)
+    fbeam = np.asarray(fpb["beam"]).reshape(b * p.R * p.MA, nq)
+    pick = (np.arange(b)[:, None] * p.R + fpb_of_ap) * p.MA + np.arange(p.MA)  # (B, MA): row (b, r(a), a) of fpb
     d = Decision(
         fed_users=fed_users, fed_targets=fed_targets, b_loc=b_loc, p_loc=p_loc, group=group,
         frac_loc=np.asarray(lpb["power"], float).reshape(b, p.MA, p.K + p.Q),
         beam_loc=beam_index(p, np.asarray(lpb["beam"]).reshape(b, p.MA, p.K + p.Q)),
-        frac_fed=np.take_along_axis(fpow, pick, axis=1)[:, 0],
-        beam_fed=beam_index(p, np.take_along_axis(fbeam, pick, axis=1)[:, 0]),
+        frac_fed=np.take(fpow, pick, axis=0),
+        beam_fed=beam_index(p, np.take(fbeam, pick, axis=0)),
     )
     return project(p, d)
 

@@ -1,6 +1,7 @@
 """MAPPO on the real ent-usr environment: action domains, topology settings, a tiny end-to-end run."""
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -207,3 +208,33 @@ def test_reference_federate_starts_a_mixed_rule_with_the_resources_split_accordi
     else:  # greedy bits stay local below 1/2; half-way shares of B and P_max up to the 0.01-gain weights
         assert not d.fed_users.any() and np.all(np.abs(d.b_loc - 0.7 * p.B) <= 1)
         assert np.all(np.abs(d.p_loc / p.P_max - 0.7) < 0.02)
+
+
+def test_greedy_baseline_is_the_mode_policy_reward_on_the_same_frame_and_leaves_the_stream_alone():
+    from isacbench.solvers.mappo.algorithm import prepare
+    from isacbench.solvers.mappo.rollout import collect, greedy_reward
+    task = ent_usr.EntUsrTask({**SMALL, "scenario": "cooperative"})
+    hyper = MAPPO({**TINY, "baseline": "greedy"}).config.hyper()
+    env = task.make_env(3, 0)
+    torch.manual_seed(0)
+    model = ActorCritic(env.roles, env.state_dim, hyper, env.reference_actions())
+    env.reset(seed=5)
+    baseline = greedy_reward(env, model, torch.device("cpu")).numpy()
+    greedy = MAPPOPolicy(model, deterministic=True)  # the same mode actions played on the env itself
+    for stage in env.stages:
+        env.act({r: greedy.act(r, env.observe(r)) for r in stage})
+    reward, _, _ = env.end_frame()
+    assert np.allclose(baseline, reward, rtol=1e-6) and np.ptp(reward) > 0
+    twin = copy.deepcopy(model)  # collect updates the running normalizers: each rollout gets the same start
+    torch.manual_seed(1)
+    plain = collect(task.make_env(3, 0), twin, 7, torch.device("cpu"))
+    torch.manual_seed(1)
+    both = collect(task.make_env(3, 0), model, 7, torch.device("cpu"), greedy=True)
+    assert torch.equal(plain.rewards, both.rewards) and plain.greedy_rewards is None  # same sampled rollout
+    assert both.greedy_rewards.shape == both.rewards.shape
+    assert not torch.equal(both.rewards, both.greedy_rewards)  # sampled actions differ from the mode
+    data = prepare(model, both, hyper)  # lambda 0: A = standardized r - r^mode, per role (eq. 81)
+    diff = (both.rewards - both.greedy_rewards).flatten()
+    want = (diff - diff.mean()) / diff.std(unbiased=False)
+    for role, d in data.items():
+        assert torch.allclose(d.advantage[:, 0], want, atol=1e-5), role

@@ -7,7 +7,9 @@ and the optimizer steps on sum_u L^u (one Adam over all actors and critics).
 Value targets are normalized by a running mean/std per role (value normalization, as in the
 official MAPPO); the paper's smooth-L1 loss is applied in normalized units.
 baseline="mean" builds no critic: GAE runs with V = 0 on rewards centred by the rollout's mean
-(with lambda = 0: A_n = r_n - mean r), and L^u = L_pi^u.
+(with lambda = 0: A_n = r_n - mean r), and L^u = L_pi^u. baseline="greedy" (self-critical, Rennie et
+al. 2017) centres each frame's reward on the reward of the policy's mode in the same frame
+(`rollout.greedy_reward`; with lambda = 0: A_n = r_n - r_n^mode), no critic either.
 
 The critic and the update order are `hyper.algorithm`'s (`policy.critics`):
 * mappo: role-specific centralized critics V^u(s, e_i); one step on sum_u L^u per minibatch.
@@ -80,7 +82,12 @@ def prepare(model: ActorCritic, rollout: Rollout, hyper: Hyper) -> dict[str, Rol
     (`env.roles` order: the frame's first stage), shared by every role; that role's data carries V's target."""
     data = {}
     critic = hyper.baseline == "critic"
-    rewards = rollout.rewards if critic else rollout.rewards - rollout.rewards.mean()
+    if critic:
+        rewards = rollout.rewards
+    elif hyper.baseline == "greedy":
+        rewards = rollout.rewards - rollout.greedy_rewards
+    else:
+        rewards = rollout.rewards - rollout.rewards.mean()
     shared = None
     if hyper.algorithm == "happo":
         owner = next(iter(rollout.roles))

@@ -66,7 +66,9 @@ PRESETS: dict[str, Hyper] = {
 #: lambda 0.5 (credit horizon ~1/(1 - gamma lambda) = 1.8 frames at gamma 0.9): the agents' actions
 #: act on the frame's reward, and a longer sum adds the later frames' reward noise; lambda 0 leans on the
 #: critic's next-state value alone and measured worse (48k frames, seed 0: 6.405 vs 6.485; docs/solvers/mappo.md).
-BY_BASELINE: dict[str, dict[str, dict]] = {"default": {"mean": {"gae_lambda": 0.0}, "critic": {"gae_lambda": 0.5}},
+#: greedy (self-critical) credits one frame like mean: A_n = r_n - r_n^mode.
+BY_BASELINE: dict[str, dict[str, dict]] = {"default": {"mean": {"gae_lambda": 0.0}, "critic": {"gae_lambda": 0.5},
+                                                       "greedy": {"gae_lambda": 0.0}},
                                            "paper": {}}
 
 
@@ -98,9 +100,10 @@ class MappoConfig(Config):
     critic_action: bool | None = Field(None, description="feed the agent's own action to its critic (eq. 78)")
     ratio: Literal["joint", "component"] | None = Field(
         None, description="PPO ratio per agent action (eq. 83c) or per action component")
-    baseline: Literal["critic", "mean"] | None = Field(
-        None, description="advantage baseline: the role's learned critic (eqs. 78-80) or the rollout's mean "
-                          "reward (no critic; GAE on centred rewards with V = 0)")
+    baseline: Literal["critic", "mean", "greedy"] | None = Field(
+        None, description="advantage baseline: the role's learned critic (eqs. 78-80), the rollout's mean "
+                          "reward, or each frame's reward of the policy's mode on the same frame (greedy: "
+                          "self-critical; no critic for mean and greedy: GAE on centred rewards with V = 0)")
     frames: int | None = Field(None, ge=1, description="training frames when the budget names neither "
                                                         "frames nor seconds")
     deterministic: bool = Field(True, description="act with the policy's mode at evaluation (Sec. V-D1)")

@@ -1,6 +1,7 @@
 """Collect one rollout: whole episodes in all B environments, stage by stage (isacbench.multiagent)."""
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,10 +22,12 @@ class Rollout:
     metrics: dict[str, float]  # per-frame environment metrics, averaged over frames and environments
     episode_return: float  # mean undiscounted return per episode
     frames: int  # T * B
+    greedy_rewards: torch.Tensor | None = None  # (T, B) the frame's reward of the policy's mode (baseline=greedy)
 
 
 @torch.no_grad()
-def collect(env: MultiAgentEnv, model: ActorCritic, seed: int, device: torch.device) -> Rollout:
+def collect(env: MultiAgentEnv, model: ActorCritic, seed: int, device: torch.device,
+            greedy: bool = False) -> Rollout:
     """Play one episode in every environment with the current stochastic policy.
 
     Observations and states are normalized with the running statistics frozen for the
@@ -32,16 +35,19 @@ def collect(env: MultiAgentEnv, model: ActorCritic, seed: int, device: torch.dev
     statistics are updated afterwards. The state stored for a role is env.state() at the
     moment its stage acts (it reflects the earlier stages' actions), followed by the fraction of the
     episode's frames still to play (1 - n / N_T): the value of a terminal episode depends on it, and
-    env.state() does not contain the frame index (see docs/solvers/mappo.md, "time-aware critic")."""
+    env.state() does not contain the frame index (see docs/solvers/mappo.md, "time-aware critic").
+    greedy: also record every frame's reward of the policy's mode on the same frame (`greedy_reward`)."""
     env.reset(seed=seed)
     store = {r: RoleRollout() for r in model.roles}
-    rewards, dones, metrics = [], [], {}
+    rewards, dones, metrics, greedy_rewards = [], [], {}, []
     raw_obs = {r: [] for r in model.roles}
     raw_state = []
     horizon = max(1, env.frames_per_episode)
     limit = 10 * horizon
     while True:
         remaining = torch.full((env.num_envs, 1), 1.0 - len(rewards) / horizon, device=device)
+        if greedy:
+            greedy_rewards.append(greedy_reward(env, model, device))
         for stage in env.stages:
             s_raw = torch.as_tensor(env.state(), dtype=torch.float32, device=device)
             s = torch.cat([model.state_norm(s_raw), remaining], -1)  # critic input: state | time left
@@ -75,4 +81,22 @@ def collect(env: MultiAgentEnv, model: ActorCritic, seed: int, device: torch.dev
     rew = torch.stack(rewards)
     return Rollout(roles={r: store[r].stacked() for r in model.roles}, rewards=rew, dones=torch.stack(dones),
                    metrics={k: float(np.mean(v)) for k, v in metrics.items()},
-                   episode_return=float(rew.sum(0).mean()), frames=rew.numel())
+                   episode_return=float(rew.sum(0).mean()), frames=rew.numel(),
+                   greedy_rewards=torch.stack(greedy_rewards) if greedy else None)
+
+
+def greedy_reward(env: MultiAgentEnv, model: ActorCritic, device: torch.device) -> torch.Tensor:
+    """(B,) the current frame's shared reward if every agent played its policy's mode (the action of
+    evaluation), on a copy of `env` at the frame's start: the same channels, targets and history, and
+    none of `env`'s random draws (the copy's are discarded). baseline=greedy subtracts it from the
+    sampled frame's reward (the self-critical baseline of Rennie et al. 2017, CVPR)."""
+    twin = copy.deepcopy(env)
+    for stage in twin.stages:
+        acts = {}
+        for role in stage:
+            params = model.actors[role](model.obs_norm[role](
+                torch.as_tensor(twin.observe(role), dtype=torch.float32, device=device)))
+            acts[role] = {h.name: to_numpy(h, H.mode(h, params[h.name])) for h in twin.roles[role].heads}
+        twin.act(acts)
+    reward, _, _ = twin.end_frame()
+    return torch.as_tensor(np.asarray(reward), dtype=torch.float32, device=device)

@@ -335,16 +335,17 @@ def _mrt_users(p: Params, h_hat: np.ndarray, sub_ap: np.ndarray) -> tuple[np.nda
         hi = min(b, lo + CHUNK)
         g = np.empty((hi - lo, p.MA, p.MK, p.n_angles), np.float32)  # gains on one subband
         g_fed = np.empty_like(g)
+        g_loc = np.empty((hi - lo, p.M, p.A, p.K, p.n_angles), np.float32)  # the diagonal blocks, one argmax
         for i in range(p.M):
             _gains_into(rows[lo:hi, :, :, i], w_re, w_im, g)  # a strided view: BLAS reads it in place
-            cell = g[:, i * p.A:(i + 1) * p.A, i * p.K:(i + 1) * p.K]  # cell i's APs and users (diagonal block)
-            np.argmax(cell, axis=-1, out=mrt_uc[lo:hi, i])
+            g_loc[:, i] = g[:, i * p.A:(i + 1) * p.A, i * p.K:(i + 1) * p.K]  # cell i's APs and users
             wt = sub[lo:hi, :, i, None, None]
             if i == 0:
                 np.multiply(g, wt, out=g_fed)
             else:
                 g *= wt
                 g_fed += g
+        np.argmax(g_loc, axis=-1, out=mrt_uc[lo:hi])
         np.argmax(g_fed, axis=-1, out=mrt_fc[lo:hi])
     return mrt_uc.reshape(b, p.MA, p.K), mrt_fc
 

@@ -92,7 +92,7 @@ def update_parity(num_envs: int | None, repeats: int, seed: int = 0) -> dict[str
         torch.manual_seed(seed)
         model = ActorCritic(env.roles, env.state_dim, hyper, env.reference_actions())
         opt = make_optimizer(model, hyper)  # as the solver
-        data = prepare(model, collect(env, model, seed, torch.device("cpu")), hyper)
+        data = prepare(model, collect(env, model, seed, torch.device("cpu"), greedy=hyper.baseline == "greedy"), hyper)
         clip, ent = hyper.clip_start, hyper.ent_start
         update(model, opt, data, hyper, clip, ent)  # warm-up (allocator, Adam state)
         n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -139,8 +139,10 @@ def profile_training(num_envs: int | None, updates: int, seed: int = 0, device: 
 
     def instrumented_env(*args, **kwargs):
         env = make_env(*args, **kwargs)
-        for name in ENV_METHODS:  # instance attributes shadow the class methods of this env only
-            setattr(env, name, _timed(getattr(env, name), totals, "env"))
+        # a subclass with the timed methods, so that a copy of the env (baseline=greedy's) times its own calls
+        cls = type(env)
+        env.__class__ = type(f"Timed{cls.__name__}", (cls,),
+                             {name: _timed(getattr(cls, name), totals, "env") for name in ENV_METHODS})
         return env
 
     cfg = {"preset": preset, "device": device} | ({} if num_envs is None else {"num_envs": num_envs})

@@ -202,14 +202,14 @@ def test_continuous_head_mode_stays_responsive_at_the_reference(u):
 
 
 def test_mean_baseline_gives_standardized_one_frame_advantages_and_no_critic():
-    # default preset (baseline=mean, lambda=0): A_n = r_n - mean(r), then eq. 81 over frames, envs and agents
+    # default preset with baseline=mean (lambda=0): A_n = r_n - mean(r), then eq. 81 over frames, envs and agents
     from isacbench.multiagent import RoleSpec
     from isacbench.solvers.mappo.algorithm import prepare
     from isacbench.solvers.mappo.policy import ActorCritic
     from isacbench.solvers.mappo.rollout import Rollout
 
     spec = RoleSpec("r", 2, 3, (Head("x", "continuous", 1),))
-    hyper = MAPPO({}).config.hyper()
+    hyper = MAPPO({"baseline": "mean"}).config.hyper()
     assert (hyper.baseline, hyper.gae_lambda) == ("mean", 0.0)
     model = ActorCritic({"r": spec}, 5, hyper)
     assert len(model.critics) == 0 and len(model.value_norm) == 0

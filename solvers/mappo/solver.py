@@ -72,11 +72,11 @@ class MAPPO(LearningSolver):
                                                             "resume"})
 
     def settings(self) -> dict:
-        """The non-default settings, and `baseline=mean` whenever the resolved baseline is the mean
-        (a preset's default included): a critic-less run is never labelled plain `mappo`."""
+        """The non-default settings, and the baseline whenever it is not a critic (mean, greedy; a preset's
+        default included): a critic-less run is never labelled plain `mappo`."""
         settings, baseline = super().settings(), self.config.hyper().baseline
         settings.pop("baseline", None)
-        if baseline == "mean" or baseline != self.config.default_baseline():
+        if baseline != "critic" or baseline != self.config.default_baseline():
             settings["baseline"] = baseline
         return settings
 

@@ -80,11 +80,15 @@ class MAPPOPolicy:
     def act(self, role: str, obs: np.ndarray) -> dict[str, np.ndarray]:
         if role not in self.model.roles:
             raise ValueError(f"mappo policy: unknown role {role!r}; trained roles: {', '.join(self.model.roles)}")
-        spec = self.model.roles[role]
-        x = self.model.obs_norm[role](torch.as_tensor(np.asarray(obs), dtype=torch.float32))
-        params = self.model.actors[role](x)
-        pick = H.mode if self.deterministic else H.sample
-        return {h.name: to_numpy(h, pick(h, params[h.name])) for h in spec.heads}
+        return env_actions(self.model, role, obs, H.mode if self.deterministic else H.sample)
+
+
+def env_actions(model: ActorCritic, role: str, obs, pick=H.mode, device: torch.device | None = None) -> dict:
+    """The role's environment actions (`to_numpy`) for its raw observations: normalized, through the role's
+    actor, then `pick` per head (`heads.mode` or `heads.sample`)."""
+    params = model.actors[role](model.obs_norm[role](torch.as_tensor(np.asarray(obs), dtype=torch.float32,
+                                                                     device=device)))
+    return {h.name: to_numpy(h, pick(h, params[h.name])) for h in model.roles[role].heads}
 
 
 def to_numpy(head, action: torch.Tensor) -> np.ndarray:

@@ -11,7 +11,7 @@ from isacbench.multiagent import MultiAgentEnv
 
 from . import heads as H
 from .buffer import RoleRollout
-from .policy import ActorCritic, to_numpy
+from .policy import ActorCritic, env_actions, to_numpy
 
 
 @dataclass
@@ -92,11 +92,6 @@ def greedy_reward(env: MultiAgentEnv, model: ActorCritic, device: torch.device) 
     sampled frame's reward (the self-critical baseline of Rennie et al. 2017, CVPR)."""
     twin = copy.deepcopy(env)
     for stage in twin.stages:
-        acts = {}
-        for role in stage:
-            params = model.actors[role](model.obs_norm[role](
-                torch.as_tensor(twin.observe(role), dtype=torch.float32, device=device)))
-            acts[role] = {h.name: to_numpy(h, H.mode(h, params[h.name])) for h in twin.roles[role].heads}
-        twin.act(acts)
+        twin.act({role: env_actions(model, role, twin.observe(role), H.mode, device) for role in stage})
     reward, _, _ = twin.end_frame()
     return torch.as_tensor(np.asarray(reward), dtype=torch.float32, device=device)

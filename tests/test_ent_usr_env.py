@@ -40,7 +40,7 @@ def run(task, solver, budget=Budget(), seed=0, reporter=None):
 
 def test_contract_shapes_and_heads():
     task = EntUsrTask(SMALL)
-    assert isinstance(task, SequentialTask) and task.objective_metric == "usr" and task.setting_keys == ("topology", "reference_federate")
+    assert isinstance(task, SequentialTask) and task.objective_metric == "usr" and task.setting_keys == ("topology", "reference_federate", "resource_split")
     env = task.make_env(5, 0)
     assert isinstance(env, MultiAgentEnv)
     assert env.num_envs == 5 and env.frames_per_episode == 3

@@ -63,9 +63,33 @@ def repair_groups(group: np.ndarray, p: Params) -> np.ndarray:
     return np.where(over, target, g)
 
 
+def proportional_tilt(prop: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """The share whose log-odds are logit(prop) + logit(u): prop u / (prop u + (1 - prop)(1 - u)).
+    u = 1/2 gives prop, u -> 0 / 1 gives 0 / 1 for 0 < prop < 1 (a bijection of [0, 1]), and prop = 0 / 1
+    stays 0 / 1 for every u (no resources left to a regime without services)."""
+    num = prop * u
+    den = num + (1.0 - prop) * (1.0 - u)
+    return np.where(den > 0, num / np.where(den > 0, den, 1.0), prop)
+
+
+def local_shares(p: Params, cls: np.ndarray, power, bandwidth) -> tuple[np.ndarray, np.ndarray]:
+    """LCP's local power share P_a^L / P_max (B, M, A) and local bandwidth share B_m^L / B before
+    rounding (B, M, 1), from its classification cls (B, M, K+Q) bool (1 = federated) and its power and
+    bandwidth actions clipped to [0, 1]. Setting `resource_split`: absolute, the actions are the shares
+    (eq. 59-60); proportional, the actions tilt the cell's share of local services (`proportional_tilt`)."""
+    b = cls.shape[0]
+    pw = np.clip(np.asarray(power, float).reshape(b, p.M, p.A), 0, 1)
+    bw = np.clip(np.asarray(bandwidth, float).reshape(b, p.M, 1), 0, 1)
+    if p.resource_split == "absolute":
+        return pw, bw
+    prop = 1.0 - cls.mean(axis=-1, keepdims=True)  # (B, M, 1): local services / all services of the cell
+    return proportional_tilt(prop, pw), proportional_tilt(prop, bw)
+
+
 def decode(p: Params, actions: dict[str, dict[str, np.ndarray]]) -> Decision:
     """Build the Decision from the four roles' actions, each head (B, n_agents, size):
-    lcp: classify {0,1}^(K+Q), power [0,1]^A (P_a^L / P_max), bandwidth [0,1] (B_m^L / B, rounded);
+    lcp: classify {0,1}^(K+Q), power [0,1]^A (P_a^L / P_max), bandwidth [0,1] (B_m^L / B, rounded), both
+         as read by `local_shares`;
     lpb: power [0,1]^(A(K+Q)) raw shares, beam {0..n_angles-1}^(A(K+Q)) (see `beam_index`);
     fg:  group {0..R-1}^M;
     fpb: power [0,1]^(MA(MK+MQ)) raw shares, beam {0..n_angles-1}^(MA(MK+MQ))."""
@@ -74,8 +98,9 @@ def decode(p: Params, actions: dict[str, dict[str, np.ndarray]]) -> Decision:
     cls = np.asarray(lcp["classify"]).reshape(b, p.M, p.K + p.Q) > 0.5
     fed_users = cls[..., : p.K].reshape(b, p.MK)  # eq. 57: a = 1 is federated
     fed_targets = cls[..., p.K:].reshape(b, p.MQ)  # eq. 58
-    p_loc = np.clip(np.asarray(lcp["power"], float), 0, 1).reshape(b, p.MA) * p.P_max  # eq. 59
-    b_loc = np.rint(np.clip(np.asarray(lcp["bandwidth"], float), 0, 1).reshape(b, p.M) * p.B).astype(np.int64)
+    p_share, b_share = local_shares(p, cls, lcp["power"], lcp["bandwidth"])
+    p_loc = p_share.reshape(b, p.MA) * p.P_max  # eq. 59
+    b_loc = np.rint(b_share.reshape(b, p.M) * p.B).astype(np.int64)  # eq. 60
     group = repair_groups(np.asarray(fg["group"]).reshape(b, p.M), p)  # eq. 64-65
     ca = np.arange(p.MA) // p.A
     fpb_of_ap = group[:, ca]  # the FPB agent of AP a's CFN

@@ -79,6 +79,10 @@ class EntUsrConfig(TaskConfig):
         0.0, ge=0, le=1, description="the learners' starting point (env.reference_actions): every service "
                                      "federated with this probability, local power and bandwidth shares 1 - it "
                                      "(0: the CCN-MRT rule; 1: all federated); other solvers ignore it")
+    resource_split: Literal["absolute", "proportional"] = Field(
+        "absolute", description="how the LCP's power and bandwidth actions set the local shares: 'absolute' = "
+                                "the shares themselves (eq. 59-60); 'proportional' = a tilt of the CCN's share of "
+                                "local services (actions.local_shares): no resources idle in a regime without services")
     # ---- episodes and evaluation
     frames_per_episode: int = Field(20, ge=1, le=10_000, description="frames N_T per episode")
     eval_episodes: int = Field(4, ge=1, le=1024, description="evaluation episodes (fixed seeds from instance_seed)")
@@ -159,6 +163,7 @@ class Params:
     beam_relative: bool = False  # agents' beam classes are offsets from codebook MRT (see actions.decode)
     topology: str = "ent"  # ent / ccn-only / cfn-only (topology.py)
     reference_federate: float = 0.0  # the reference_actions' federate probability (env.reference_actions)
+    resource_split: str = "absolute"  # absolute / proportional: LCP's power and bandwidth (actions.local_shares)
 
     @property
     def MA(self) -> int:
@@ -201,4 +206,5 @@ def params_of(cfg: EntUsrConfig) -> Params:
         prior_pos_std=cfg.prior_pos_std, prior_vel_std=cfg.prior_vel_std, o=o, O_bar=cfg.overhead_base * o,
         utility_floor=cfg.utility_floor, frames=cfg.frames_per_episode, beam_relative=cfg.beam_mode == "relative",
         topology=cfg.topology, reference_federate=cfg.reference_federate,
+        resource_split=cfg.resource_split,
     )

@@ -36,6 +36,10 @@ local power and bandwidth, equal shares, MRT beams; with the setting `reference_
 federated with probability f and local power and bandwidth 1 - f) or None where the rule has no preference;
 learners may start their policies near it (an initialization hint, not part of the paper's model).
 
+Resource split setting (`Params.resource_split`, actions.local_shares): absolute (the paper's eq. 59-60),
+the LCP's power and bandwidth actions are the local shares; proportional, they tilt the CCN's share of
+local services, so a CCN whose services are all local (all federated) keeps all (none) of its resources.
+
 Topology setting (`Params.topology`, topology.py): under ccn-only / cfn-only the environment plays
 the fixed rules of the non-acting roles itself; `roles` and `stages` list only the acting roles
 (ccn-only: (("lpb",),); cfn-only: (("fg",), ("fpb",))). Observations, state and the internal stage
@@ -202,8 +206,8 @@ class EntUsrEnv(MultiAgentEnv):
         cls = np.asarray(lcp["classify"]).reshape(n, p.M, p.K + p.Q) > 0.5
         ch = self._ch * cls[:, :, None, : p.K, None]
         tgt = self._tgt * cls[:, :, p.K:, None]
-        p_fed = 1.0 - np.clip(np.asarray(lcp["power"], float).reshape(n, p.M, p.A), 0, 1)
-        b_fed = 1.0 - np.rint(np.clip(np.asarray(lcp["bandwidth"], float).reshape(n, p.M, 1), 0, 1) * p.B) / p.B
+        p_loc, b_loc = act.local_shares(p, cls, lcp["power"], lcp["bandwidth"])
+        p_fed, b_fed = 1.0 - p_loc, 1.0 - np.rint(b_loc * p.B) / p.B
         return np.concatenate([ch.reshape(n, p.M, -1), tgt.reshape(n, p.M, -1), p_fed, cls.astype(float), b_fed,
                                np.broadcast_to(self.base.centers / p.area, (n, p.M, 2))], axis=-1).astype(np.float32)
 
@@ -219,9 +223,9 @@ class EntUsrEnv(MultiAgentEnv):
         if role == "lpb":
             self._require(1, role)
             lcp = self.actions["lcp"]
-            extra = np.concatenate([np.asarray(lcp["classify"], float).reshape(n, p.M, -1),
-                                    np.clip(np.asarray(lcp["power"], float).reshape(n, p.M, -1), 0, 1),
-                                    np.clip(np.asarray(lcp["bandwidth"], float).reshape(n, p.M, 1), 0, 1)], -1)
+            cls = np.asarray(lcp["classify"], float).reshape(n, p.M, -1)
+            p_loc, b_loc = act.local_shares(p, cls > 0.5, lcp["power"], lcp["bandwidth"])
+            extra = np.concatenate([cls, p_loc, b_loc], -1)
             return np.concatenate([self._obs_lcp, extra.astype(np.float32)], -1)
         if role == "fg":
             self._require(1, role)
@@ -247,11 +251,13 @@ class EntUsrEnv(MultiAgentEnv):
         where it has no preference (grouping; absolute beams, whose MRT class depends on the channel).
         With `Params.reference_federate` f > 0 the LCP reference is a mixed rule: every classification
         bit federated with probability f (a fractional bit reference), local power and bandwidth shares
-        1 - f, the rest left to the federated regime (eq. 10)."""
+        1 - f, the rest left to the federated regime (eq. 10). With `resource_split=proportional` the
+        power and bandwidth reference is 1/2: each CCN splits its resources by its share of local services."""
         p = self.p
         nk, nq, f = p.K + p.Q, p.MK + p.MQ, p.reference_federate
         mrt = (lambda n: np.zeros(n, np.int64)) if p.beam_relative else (lambda n: None)
-        rule = {"lcp": {"classify": np.full(nk, f), "power": np.full(p.A, 1.0 - f), "bandwidth": np.full(1, 1.0 - f)},
+        share = 0.5 if p.resource_split == "proportional" else 1.0 - f  # proportional: u = 1/2 splits by services
+        rule = {"lcp": {"classify": np.full(nk, f), "power": np.full(p.A, share), "bandwidth": np.full(1, share)},
                 "lpb": {"power": np.ones(p.A * nk), "beam": mrt(p.A * nk)},
                 "fg": {"group": None},
                 "fpb": {"power": np.ones(p.MA * nq), "beam": mrt(p.MA * nq)}}

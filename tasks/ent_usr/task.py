@@ -31,7 +31,7 @@ class EntUsrTask(SequentialTask):
     description: ClassVar[str] = "elastic CCN/CFN topology, multi-agent multi-frame USR maximization (ENT paper)"
     Config = EntUsrConfig
     objective_metric: ClassVar[str] = "usr"
-    setting_keys: ClassVar[tuple[str, ...]] = ("topology", "reference_federate")
+    setting_keys: ClassVar[tuple[str, ...]] = ("topology", "reference_federate", "resource_split")
     # 48k frames: `isacbench run --task ent-usr --solver mappo` took 6-7 min (training + evaluation)
     # on the shared 2-core machine with a second run beside it (measured, default preset)
     default_budget: ClassVar[Budget] = Budget(frames=48_000, evaluations=20)

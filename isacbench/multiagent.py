@@ -7,8 +7,9 @@ LPB and FG, then FPB). `end_frame` computes the frame's shared reward.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import copy
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -88,3 +89,9 @@ class MultiAgentEnv(ABC):
         """Optional hint for learners: per role and head, one agent-independent action (size,) of
         a sensible rule, or None where the rule has no preference. Empty: no hint."""
         return {}
+
+    def frame_reward(self) -> np.ndarray:
+        """(B,) the reward `end_frame` would return for the actions played so far (every stage has
+        acted), without ending the frame. Default: `end_frame` on a deep copy, so no state or random
+        stream of this env moves; an env may override it with a cheaper computation of the same value."""
+        return np.asarray(copy.deepcopy(self).end_frame()[0])

@@ -124,6 +124,27 @@ def test_determinism_per_seed_and_action_independent_randomness():
     assert not np.allclose(runs[0][0], runs[2][0])
 
 
+def test_frame_reward_is_end_frames_reward_and_moves_nothing():
+    """EntUsrEnv.frame_reward (no Kalman update, no next-frame draws) and the contract's default
+    (end_frame on a copy) give end_frame's reward; the env's state and random stream stay put."""
+    from isacbench.multiagent import MultiAgentEnv
+    task = EntUsrTask(SMALL)
+    env, twin = task.make_env(5, 2), task.make_env(5, 2)
+    rng = np.random.default_rng(3)
+    for _ in range(2):
+        acts = random_raw_actions(env, rng)
+        for e in (env, twin):
+            for stage in e.stages:
+                e.act({r: acts[r] for r in stage})
+        fast, default = env.frame_reward(), MultiAgentEnv.frame_reward(env)
+        assert env.frame == twin.frame and np.array_equal(env.h, twin.h)
+        reward, _, _ = env.end_frame()
+        assert np.array_equal(fast, reward) and np.array_equal(default, reward) and np.ptp(reward) > 0
+        assert np.array_equal(twin.end_frame()[0], reward) and np.array_equal(env.h, twin.h)  # same stream after
+    with pytest.raises(RuntimeError, match="every stage must act first"):
+        env.frame_reward()
+
+
 def test_episode_ends_after_frames_per_episode():
     env = EntUsrTask(SMALL).make_env(2, 0)
     rng = np.random.default_rng(0)

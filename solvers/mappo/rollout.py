@@ -93,5 +93,4 @@ def greedy_reward(env: MultiAgentEnv, model: ActorCritic, device: torch.device) 
     twin = copy.deepcopy(env)
     for stage in twin.stages:
         twin.act({role: env_actions(model, role, twin.observe(role), H.mode, device) for role in stage})
-    reward, _, _ = twin.end_frame()
-    return torch.as_tensor(np.asarray(reward), dtype=torch.float32, device=device)
+    return torch.as_tensor(twin.frame_reward(), dtype=torch.float32, device=device)

@@ -283,6 +283,14 @@ class EntUsrEnv(MultiAgentEnv):
         self.decision = decision
         self.stage, self.played = len(STAGES), len(self.stages)
 
+    def frame_reward(self) -> np.ndarray:
+        """The frame's reward r_n (eq. 75) for the actions played, without the Kalman update and the next
+        frame's draws of `end_frame` (equal to its reward: tests/test_ent_usr_env.py)."""
+        if self.stage < len(STAGES):
+            raise RuntimeError(f"frame_reward() at stage {self.played} of {self.stages}: every stage must act first")
+        d = self.decision if self.decision is not None else act.decode(self.p, self.actions)
+        return evaluate_blocks(self.p, self.frame_state(), d)["reward"]
+
     def end_frame(self) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
         if self.stage < len(STAGES):
             raise RuntimeError(f"end_frame() at stage {self.played} of {self.stages}: every stage must act first")

@@ -1,7 +1,7 @@
 """MAPPO training throughput on ent-usr and where the time goes.
 
 One short training run (default preset, CPU, 1 torch thread as the solver's config sets) with
-timers around: every environment method (reset, observe, state, act, end_frame: the env's share),
+timers around: every environment method (reset, observe, state, act, end_frame, frame_reward: the env's share),
 the rollout collection (env + policy inference + bookkeeping), and the learner (advantage
 preparation + PPO epochs). Frames/s = environment frames trained / wall time of `train`.
 """
@@ -35,7 +35,7 @@ from .common import Section, best_time
 SIZES = {"tiny": dict(num_envs=2, updates=1, parity_envs=2, repeats=1, paper_updates=0),
          "quick": dict(num_envs=None, updates=2, parity_envs=None, repeats=2, paper_updates=1),
          "full": dict(num_envs=None, updates=4, parity_envs=None, repeats=5, paper_updates=1)}
-ENV_METHODS = ("reset", "observe", "state", "act", "end_frame")
+ENV_METHODS = ("reset", "observe", "state", "act", "end_frame", "frame_reward")
 TARGET_UPDATE = 1.0  # MAPPO update time / CleanRL-style PPO update time, at most
 TARGET_END_TO_END = 0.5  # MAPPO training frames/s / random-policy env frames/s at the same batch, at least
 CLASSES = 16  # the CleanRL-style policy: independent categoricals of 16 classes (MultiDiscrete)
@@ -218,7 +218,7 @@ def _run(scale: str) -> Section:
                   f"run's one-core {flop_rate:.3g} flop/s), so even a learner at the matmul floor would reach at most "
                   f"{bound:.2f} of the environment's frames/s.", "",
                   "| phase | seconds | share |", "|---|---|---|"]
-    for name, sec_s in (("environment (reset/observe/state/act/end_frame)", env),
+    for name, sec_s in (("environment (reset/observe/state/act/end_frame/frame_reward)", env),
                         ("policy inference in rollouts (actors, sampling, buffers)", policy),
                         ("learner (advantages + PPO epochs)", learner),
                         ("other (env/network construction, bookkeeping)", other)):

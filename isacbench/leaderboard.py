@@ -145,11 +145,15 @@ def oracle_gap(ref_runs: tuple[str, np.ndarray] | None, obj: np.ndarray, is_orac
 
 
 def instance_labels(runs: pd.DataFrame) -> dict[str, str]:
-    """Human-readable instance labels: the task config keys on which instances differ."""
-    params = {inst: g["params"].iloc[0] for inst, g in runs.groupby("instance")}
-    keys = sorted({k for p in params.values() for k in p if k.startswith("task.")})
-    varying = [k for k in keys if len({p.get(k) for p in params.values()}) > 1]
-    return {inst: (", ".join(f"{k[5:]}={p.get(k)}" for k in varying) or "default") for inst, p in params.items()}
+    """Human-readable instance labels: the task config keys on which instances differ. Keys that vary
+    within an instance (task settings such as ent-usr's topology, shown in the variant labels) are left out."""
+    values = {inst: {k: {p.get(k) for p in g["params"]} for k in {k for p in g["params"] for k in p}
+                     if k.startswith("task.")} for inst, g in runs.groupby("instance")}
+    keys = sorted({k for v in values.values() for k in v})
+    fixed = [k for k in keys if all(len(v.get(k, {None})) == 1 for v in values.values())]
+    varying = [k for k in fixed if len({next(iter(v.get(k, {None}))) for v in values.values()}) > 1]
+    return {inst: (", ".join(f"{k[5:]}={next(iter(v.get(k, {None})))}" for k in varying) or "default")
+            for inst, v in values.items()}
 
 
 def write(tracker: Tracker, task: str, out_dir: Path, metrics: tuple[str, ...] = (),

@@ -165,3 +165,13 @@ def test_curves_are_drawn_per_instance(tmp_path):
     assert ev[instances[0]] != pytest.approx(ev[instances[1]])  # each instance's own mean
     md = paths[0].read_text()
     assert all(f"![toy-channels leaderboard](toy-channels-curves-{i}.png)" in md for i in instances)
+
+
+def test_instance_labels_name_what_differs_between_instances_not_the_settings_within():
+    rows = [("a", {"task.capacity": "1", "task.topology": "ent", "task.seed": "0"}),
+            ("a", {"task.capacity": "1", "task.topology": "ccn-only", "task.seed": "0"}),
+            ("b", {"task.capacity": "2", "task.topology": "cfn-only", "task.seed": "0"}),
+            ("b", {"task.capacity": "2", "task.topology": "ent", "task.seed": "0"})]
+    runs = pd.DataFrame({"instance": [i for i, _ in rows], "params": [p for _, p in rows]})
+    assert leaderboard.instance_labels(runs) == {"a": "capacity=1", "b": "capacity=2"}
+    assert leaderboard.instance_labels(runs[runs["instance"] == "a"]) == {"a": "default"}

@@ -309,7 +309,10 @@ def _markdown(task: str, table: pd.DataFrame, metrics: tuple[str, ...], command:
                 f"instance's feasible runs, with the 95% bootstrap CI of the difference (both solvers' seeds "
                 f"resampled); – where {oracle} has no run in the instance." if oracle else ""), ""]
     if command:
-        lines += ["Regenerate with:", "", f"    {command}", ""]
+        lines += ["Regenerate with:", "", f"    {command}", "",
+                  "The `seeds` column counts the runs in the store. Rows at budgets or settings no profile sweeps "
+                  "come from `isacbench run`; each run's MLflow params (`task.*`, `solver.*`, `budget.*`, `seed`) "
+                  "state its command.", ""]
     lines += [f"![{task} leaderboard]({image})" for image in images] + [""]
     for inst, g in table.groupby("instance", sort=False):
         ref = g.iloc[0]

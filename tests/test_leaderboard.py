@@ -46,7 +46,7 @@ def test_leaderboard_matches_an_independent_recomputation(workdir):
         order = sorted(means, key=means.get, reverse=True)
         assert list(rows.sort_values("rank").index) == order
         assert f"## Instance `{inst}`" in md
-    assert "exhaustive" in md and "isacbench leaderboard --task toy" in md
+    assert "exhaustive" in md and "isacbench leaderboard --task toy" in md and "each run's MLflow params" in md
 
 
 def test_curves_panel_averages_step_metrics_over_seeds(workdir):

@@ -147,13 +147,13 @@ def oracle_gap(ref_runs: tuple[str, np.ndarray] | None, obj: np.ndarray, is_orac
 def instance_labels(runs: pd.DataFrame) -> dict[str, str]:
     """Human-readable instance labels: the task config keys on which instances differ. Keys that vary
     within an instance (task settings such as ent-usr's topology, shown in the variant labels) are left out."""
-    values = {inst: {k: {p.get(k) for p in g["params"]} for k in {k for p in g["params"] for k in p}
-                     if k.startswith("task.")} for inst, g in runs.groupby("instance")}
-    keys = sorted({k for v in values.values() for k in v})
-    fixed = [k for k in keys if all(len(v.get(k, {None})) == 1 for v in values.values())]
-    varying = [k for k in fixed if len({next(iter(v.get(k, {None}))) for v in values.values()}) > 1]
-    return {inst: (", ".join(f"{k[5:]}={next(iter(v.get(k, {None})))}" for k in varying) or "default")
-            for inst, v in values.items()}
+    task = pd.DataFrame([{k[5:]: v for k, v in p.items() if k.startswith("task.")} for p in runs["params"]],
+                        index=runs["instance"].to_numpy()).fillna("None").astype(str)  # a missing key: "None"
+    per_instance = task.groupby(level=0)
+    fixed = sorted(k for k, n in per_instance.nunique().max().items() if n == 1)
+    first = per_instance.first()
+    varying = [k for k in fixed if first[k].nunique() > 1]
+    return {inst: ", ".join(f"{k}={row[k]}" for k in varying) or "default" for inst, row in first.iterrows()}
 
 
 def write(tracker: Tracker, task: str, out_dir: Path, metrics: tuple[str, ...] = (),

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from isacbench.api import Budget, UserError
 from isacbench.tasks.ent_usr import EntUsrTask, actions
-from test_ent_usr_model import random_raw_actions
+from test_ent_usr_model import play_frame, random_raw_actions
 
 SMALL = {"frames_per_episode": 3, "eval_episodes": 2}
 unit = st.floats(0.0, 1.0)
@@ -27,13 +27,6 @@ def test_tilt_is_prop_at_one_half_monotone_in_u_and_keeps_empty_regimes_empty(pr
         if 1e-9 < min(u, t[0]) and max(u, t[0]) < 1 - 1e-9:  # log-odds resolvable in float64 (no subnormals)
             logit = lambda x: np.log(x / (1 - x))  # noqa: E731
             assert abs(logit(t[0]) - logit(prop) - logit(u)) < 1e-6 * (1 + abs(logit(prop)) + abs(logit(u)))
-
-
-def play(env, acts):
-    for stage in env.stages:
-        env.act({r: acts[r] for r in stage})
-    env.end_frame()
-    return env.last_decision
 
 
 def test_proportional_split_follows_the_classification():
@@ -77,7 +70,8 @@ def test_absolute_split_reads_the_actions_as_the_shares():
     p, env = task.params, task.make_env(16, 0)
     env.reset(seed=1)
     acts = random_raw_actions(env, np.random.default_rng(2))
-    d = play(env, acts)
+    play_frame(env, acts)
+    d = env.last_decision
     assert np.array_equal(d.p_loc, np.clip(acts["lcp"]["power"], 0, 1).reshape(16, p.MA) * p.P_max)
     assert np.array_equal(d.b_loc, np.rint(np.clip(acts["lcp"]["bandwidth"], 0, 1).reshape(16, p.M) * p.B))
 

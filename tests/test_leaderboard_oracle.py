@@ -175,3 +175,7 @@ def test_instance_labels_name_what_differs_between_instances_not_the_settings_wi
     runs = pd.DataFrame({"instance": [i for i, _ in rows], "params": [p for _, p in rows]})
     assert leaderboard.instance_labels(runs) == {"a": "capacity=1", "b": "capacity=2"}
     assert leaderboard.instance_labels(runs[runs["instance"] == "a"]) == {"a": "default"}
+    # a key some runs lack (added later) varies within the instance where only some runs have it
+    late = pd.DataFrame({"instance": ["a", "a", "b"], "params": [{"task.capacity": "1"},
+                         {"task.capacity": "1", "task.split": "x"}, {"task.capacity": "2", "task.split": "x"}]})
+    assert leaderboard.instance_labels(late) == {"a": "capacity=1", "b": "capacity=2"}

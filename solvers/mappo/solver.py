@@ -76,7 +76,7 @@ class MAPPO(LearningSolver):
         default included): a critic-less run is never labelled plain `mappo`."""
         settings, baseline = super().settings(), self.config.hyper().baseline
         settings.pop("baseline", None)
-        if baseline != "critic" or baseline != self.config.default_baseline():
+        if not baseline == self.config.default_baseline() == "critic":
             settings["baseline"] = baseline
         return settings
 

@@ -92,7 +92,7 @@ def update_parity(num_envs: int | None, repeats: int, seed: int = 0) -> dict[str
         torch.manual_seed(seed)
         model = ActorCritic(env.roles, env.state_dim, hyper, env.reference_actions())
         opt = make_optimizer(model, hyper)  # as the solver
-        data = prepare(model, collect(env, model, seed, torch.device("cpu"), greedy=hyper.baseline == "greedy"), hyper)
+        data = prepare(model, collect(env, model, seed, torch.device("cpu"), hyper.baseline), hyper)
         clip, ent = hyper.clip_start, hyper.ent_start
         update(model, opt, data, hyper, clip, ent)  # warm-up (allocator, Adam state)
         n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -229,12 +229,51 @@ def test_greedy_baseline_is_the_mode_policy_reward_on_the_same_frame_and_leaves_
     torch.manual_seed(1)
     plain = collect(task.make_env(3, 0), twin, 7, torch.device("cpu"))
     torch.manual_seed(1)
-    both = collect(task.make_env(3, 0), model, 7, torch.device("cpu"), greedy=True)
-    assert torch.equal(plain.rewards, both.rewards) and plain.greedy_rewards is None  # same sampled rollout
-    assert both.greedy_rewards.shape == both.rewards.shape
-    assert not torch.equal(both.rewards, both.greedy_rewards)  # sampled actions differ from the mode
+    both = collect(task.make_env(3, 0), model, 7, torch.device("cpu"), "greedy")
+    assert torch.equal(plain.rewards, both.rewards) and plain.mode_rewards is None  # same sampled rollout
+    greedy_rewards = both.mode_rewards[..., 0]
+    assert both.mode_rewards.shape == (*both.rewards.shape, 1)
+    assert not torch.equal(both.rewards, greedy_rewards)  # sampled actions differ from the mode
     data = prepare(model, both, hyper)  # lambda 0: A = standardized r - r^mode, per role (eq. 81)
-    diff = (both.rewards - both.greedy_rewards).flatten()
+    diff = (both.rewards - greedy_rewards).flatten()
     want = (diff - diff.mean()) / diff.std(unbiased=False)
     for role, d in data.items():
         assert torch.allclose(d.advantage[:, 0], want, atol=1e-5), role
+
+
+def test_stagewise_baseline_credits_each_stage_with_its_own_actions_and_telescopes_to_greedy():
+    """G_s: the frame played as sampled before stage s and at the mode from s on; stage s's reward
+    G_{s+1} - G_s (G_S = r), recomputed here by replaying the stored samples on a copy of the env."""
+    from isacbench.solvers.mappo.algorithm import centred_rewards
+    from isacbench.solvers.mappo.policy import to_numpy
+    from isacbench.solvers.mappo.rollout import collect, greedy_reward
+    task = ent_usr.EntUsrTask({**SMALL, "scenario": "cooperative", "reference_federate": 0.5})
+    hyper = MAPPO({**TINY, "baseline": "stagewise"}).config.hyper()
+    env = task.make_env(3, 0)
+    torch.manual_seed(0)
+    model = ActorCritic(env.roles, env.state_dim, hyper, env.reference_actions())
+    start = copy.deepcopy(model)  # collect updates the running normalizers after the rollout
+    torch.manual_seed(1)
+    greedy = collect(task.make_env(3, 0), copy.deepcopy(model), 7, torch.device("cpu"), "greedy")
+    torch.manual_seed(1)
+    staged = collect(task.make_env(3, 0), model, 7, torch.device("cpu"), "stagewise")
+    assert staged.role_stage == {"lcp": 0, "lpb": 1, "fg": 1, "fpb": 2}
+    assert staged.mode_rewards.shape == (*staged.rewards.shape, 3)
+    assert torch.equal(staged.rewards, greedy.rewards)  # the continuations leave the sampled rollout alone
+    assert torch.equal(staged.mode_rewards[..., 0], greedy.mode_rewards[..., 0])  # G_0 is greedy's baseline
+    # replay the first frame: stored samples for the stages before s, then the mode (model as at the rollout)
+    replay = task.make_env(3, 0)
+    replay.reset(seed=7)
+    for s, stage in enumerate(replay.stages):
+        g = greedy_reward(replay, start, torch.device("cpu"), s)
+        assert torch.allclose(g, staged.mode_rewards[0, :, s], rtol=1e-6, atol=1e-6), s
+        replay.act({r: {h.name: to_numpy(h, staged.roles[r]["actions"][h.name][0]) for h in replay.roles[r].heads}
+                    for r in stage})
+    assert torch.allclose(torch.as_tensor(replay.frame_reward(), dtype=torch.float32), staged.rewards[0], atol=1e-6)
+    credited = {r: centred_rewards(staged, "stagewise", r) for r in staged.role_stage}
+    g = staged.mode_rewards
+    assert torch.equal(credited["lcp"], g[..., 1] - g[..., 0]) and torch.equal(credited["fg"], credited["lpb"])
+    assert torch.equal(credited["fpb"], staged.rewards - g[..., 2])
+    total = credited["lcp"] + credited["lpb"] + credited["fpb"]
+    assert torch.allclose(total, centred_rewards(staged, "greedy", "lcp"), atol=1e-5)  # telescopes
+    assert all(c.abs().max() > 0 for c in credited.values())  # every stage's samples differ from its mode

@@ -9,7 +9,8 @@ official MAPPO); the paper's smooth-L1 loss is applied in normalized units.
 baseline="mean" builds no critic: GAE runs with V = 0 on rewards centred by the rollout's mean
 (with lambda = 0: A_n = r_n - mean r), and L^u = L_pi^u. baseline="greedy" (self-critical, Rennie et
 al. 2017) centres each frame's reward on the reward of the policy's mode in the same frame
-(`rollout.greedy_reward`; with lambda = 0: A_n = r_n - r_n^mode), no critic either.
+(`rollout.greedy_reward`; with lambda = 0: A_n = r_n - r_n^mode), no critic either; baseline="stagewise"
+splits that advantage over the frame's stages (`centred_rewards`).
 
 The critic and the update order are `hyper.algorithm`'s (`policy.critics`):
 * mappo: role-specific centralized critics V^u(s, e_i); one step on sum_u L^u per minibatch.
@@ -75,6 +76,24 @@ def advantages(model: ActorCritic, key: str | None, r: dict, n: int, rewards: to
     return adv, flat(vnorm(returns)), ev
 
 
+def centred_rewards(rollout: Rollout, baseline: str, role: str) -> torch.Tensor:
+    """(T, B) the rewards GAE credits to `role`: r_n for the critic; r_n - mean r (mean); r_n - G_0 with G_0 the
+    frame's reward at the policy's mode (greedy, self-critical); stagewise, for the role's stage s of S:
+    G_{s+1} - G_s, with G_s the reward of the frame played as sampled before stage s and at the mode from s
+    on (`rollout.collect`) and G_S = r_n. The stages' terms telescope to greedy's r_n - G_0; each stage is
+    credited with what its own sampled actions changed, the later stages held at their mode, so the later
+    stages' exploration is not in its advantage (the baseline G_s does not depend on stage s's actions)."""
+    if baseline == "critic":
+        return rollout.rewards
+    if baseline == "mean":
+        return rollout.rewards - rollout.rewards.mean()
+    g = rollout.mode_rewards
+    if baseline == "greedy":
+        return rollout.rewards - g[..., 0]
+    s = rollout.role_stage[role]
+    return (g[..., s + 1] if s + 1 < g.shape[-1] else rollout.rewards) - g[..., s]
+
+
 @torch.no_grad()
 def prepare(model: ActorCritic, rollout: Rollout, hyper: Hyper) -> dict[str, RoleData]:
     """GAE (eqs. 79-80) with each role's critic (or the mean baseline), targets (eq. 84),
@@ -82,21 +101,17 @@ def prepare(model: ActorCritic, rollout: Rollout, hyper: Hyper) -> dict[str, Rol
     (`env.roles` order: the frame's first stage), shared by every role; that role's data carries V's target."""
     data = {}
     critic = hyper.baseline == "critic"
-    if critic:
-        rewards = rollout.rewards
-    elif hyper.baseline == "greedy":
-        rewards = rollout.rewards - rollout.greedy_rewards
-    else:
-        rewards = rollout.rewards - rollout.rewards.mean()
     shared = None
     if hyper.algorithm == "happo":
         owner = next(iter(rollout.roles))
-        shared = advantages(model, JOINT if critic else None, rollout.roles[owner], 1, rewards, rollout.dones, hyper)
+        shared = advantages(model, JOINT if critic else None, rollout.roles[owner], 1,
+                            centred_rewards(rollout, hyper.baseline, owner), rollout.dones, hyper)
     for role, r in rollout.roles.items():
         n = r["log_prob"].shape[2]
         if shared is None:
             key = role if critic else None
-            adv, target, ev = advantages(model, key, r, n, rewards, rollout.dones, hyper)
+            adv, target, ev = advantages(model, key, r, n, centred_rewards(rollout, hyper.baseline, role),
+                                         rollout.dones, hyper)
         else:
             key = JOINT if critic and role == owner else None
             adv, target, ev = shared if key else (shared[0], None, None)

@@ -66,9 +66,10 @@ PRESETS: dict[str, Hyper] = {
 #: lambda 0.5 (credit horizon ~1/(1 - gamma lambda) = 1.8 frames at gamma 0.9): the agents' actions
 #: act on the frame's reward, and a longer sum adds the later frames' reward noise; lambda 0 leans on the
 #: critic's next-state value alone and measured worse (48k frames, seed 0: 6.405 vs 6.485; docs/solvers/mappo.md).
-#: greedy (self-critical) credits one frame like mean: A_n = r_n - r_n^mode.
+#: greedy (self-critical) credits one frame like mean: A_n = r_n - r_n^mode; stagewise splits that over the stages.
 BY_BASELINE: dict[str, dict[str, dict]] = {"default": {"mean": {"gae_lambda": 0.0}, "critic": {"gae_lambda": 0.5},
-                                                       "greedy": {"gae_lambda": 0.0}},
+                                                       "greedy": {"gae_lambda": 0.0},
+                                                       "stagewise": {"gae_lambda": 0.0}},
                                            "paper": {}}
 
 
@@ -100,10 +101,13 @@ class MappoConfig(Config):
     critic_action: bool | None = Field(None, description="feed the agent's own action to its critic (eq. 78)")
     ratio: Literal["joint", "component"] | None = Field(
         None, description="PPO ratio per agent action (eq. 83c) or per action component")
-    baseline: Literal["critic", "mean", "greedy"] | None = Field(
+    baseline: Literal["critic", "mean", "greedy", "stagewise"] | None = Field(
         None, description="advantage baseline: the role's learned critic (eqs. 78-80), the rollout's mean "
-                          "reward, or each frame's reward of the policy's mode on the same frame (greedy: "
-                          "self-critical; no critic for mean and greedy: GAE on centred rewards with V = 0)")
+                          "reward, each frame's reward of the policy's mode on the same frame (greedy: "
+                          "self-critical), or greedy's split over the frame's stages (stagewise: a stage is "
+                          "credited with its own actions, the later stages at their mode; algorithm."
+                          "centred_rewards); no critic for mean, greedy and stagewise: GAE on centred "
+                          "rewards with V = 0")
     frames: int | None = Field(None, ge=1, description="training frames when the budget names neither "
                                                         "frames nor seconds")
     deterministic: bool = Field(True, description="act with the policy's mode at evaluation (Sec. V-D1)")

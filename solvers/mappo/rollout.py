@@ -22,12 +22,16 @@ class Rollout:
     metrics: dict[str, float]  # per-frame environment metrics, averaged over frames and environments
     episode_return: float  # mean undiscounted return per episode
     frames: int  # T * B
-    greedy_rewards: torch.Tensor | None = None  # (T, B) the frame's reward of the policy's mode (baseline=greedy)
+    # (T, B, S) mode continuations G_s: the frame's reward with the stages before s played as sampled and stage s
+    # and after at the policy's mode (`greedy_reward`); baseline=greedy: S = 1 (G_0, every stage at the mode),
+    # stagewise: S = the frame's stages. None for the other baselines.
+    mode_rewards: torch.Tensor | None = None
+    role_stage: dict[str, int] | None = None  # role -> index of its stage in env.stages
 
 
 @torch.no_grad()
 def collect(env: MultiAgentEnv, model: ActorCritic, seed: int, device: torch.device,
-            greedy: bool = False) -> Rollout:
+            baseline: str = "mean") -> Rollout:
     """Play one episode in every environment with the current stochastic policy.
 
     Observations and states are normalized with the running statistics frozen for the
@@ -36,19 +40,23 @@ def collect(env: MultiAgentEnv, model: ActorCritic, seed: int, device: torch.dev
     moment its stage acts (it reflects the earlier stages' actions), followed by the fraction of the
     episode's frames still to play (1 - n / N_T): the value of a terminal episode depends on it, and
     env.state() does not contain the frame index (see docs/solvers/mappo.md, "time-aware critic").
-    greedy: also record every frame's reward of the policy's mode on the same frame (`greedy_reward`)."""
+    baseline="greedy": also record every frame's reward of the policy's mode on the same frame
+    (`greedy_reward`, G_0); "stagewise": before every stage s, the reward of playing it and the later
+    stages at the mode, the earlier ones as sampled (G_s; `Rollout.mode_rewards`)."""
     env.reset(seed=seed)
     store = {r: RoleRollout() for r in model.roles}
-    rewards, dones, metrics, greedy_rewards = [], [], {}, []
+    rewards, dones, metrics, mode_rewards = [], [], {}, []
+    continued = {"greedy": 1, "stagewise": len(env.stages)}.get(baseline, 0)  # stages with a mode continuation
     raw_obs = {r: [] for r in model.roles}
     raw_state = []
     horizon = max(1, env.frames_per_episode)
     limit = 10 * horizon
     while True:
         remaining = torch.full((env.num_envs, 1), 1.0 - len(rewards) / horizon, device=device)
-        if greedy:
-            greedy_rewards.append(greedy_reward(env, model, device))
-        for stage in env.stages:
+        frame_modes = []
+        for k, stage in enumerate(env.stages):
+            if k < continued:
+                frame_modes.append(greedy_reward(env, model, device, k))
             s_raw = torch.as_tensor(env.state(), dtype=torch.float32, device=device)
             s = torch.cat([model.state_norm(s_raw), remaining], -1)  # critic input: state | time left
             raw_state.append(s_raw)
@@ -64,6 +72,8 @@ def collect(env: MultiAgentEnv, model: ActorCritic, seed: int, device: torch.dev
                 raw_obs[role].append(o_raw)
                 acts[role] = {h.name: to_numpy(h, a[h.name]) for h in heads}
             env.act(acts)
+        if continued:
+            mode_rewards.append(torch.stack(frame_modes, -1))
         r, d, m = env.end_frame()
         rewards.append(torch.as_tensor(np.asarray(r), dtype=torch.float32, device=device))
         dones.append(torch.as_tensor(np.asarray(d), dtype=torch.bool, device=device))
@@ -82,15 +92,18 @@ def collect(env: MultiAgentEnv, model: ActorCritic, seed: int, device: torch.dev
     return Rollout(roles={r: store[r].stacked() for r in model.roles}, rewards=rew, dones=torch.stack(dones),
                    metrics={k: float(np.mean(v)) for k, v in metrics.items()},
                    episode_return=float(rew.sum(0).mean()), frames=rew.numel(),
-                   greedy_rewards=torch.stack(greedy_rewards) if greedy else None)
+                   mode_rewards=torch.stack(mode_rewards) if continued else None,
+                   role_stage={r: k for k, st in enumerate(env.stages) for r in st})
 
 
-def greedy_reward(env: MultiAgentEnv, model: ActorCritic, device: torch.device) -> torch.Tensor:
-    """(B,) the current frame's shared reward if every agent played its policy's mode (the action of
-    evaluation), on a copy of `env` at the frame's start: the same channels, targets and history, and
-    none of `env`'s random draws (the copy's are discarded). baseline=greedy subtracts it from the
+def greedy_reward(env: MultiAgentEnv, model: ActorCritic, device: torch.device, stage: int = 0) -> torch.Tensor:
+    """(B,) the current frame's shared reward if the agents of `env.stages[stage:]` (env stands before that
+    stage; 0: the frame's start, every agent) played their policy's mode (the action of evaluation), on a copy
+    of `env`:
+    the same channels, targets, history and earlier stages' actions, and none of `env`'s random draws
+    (the copy's are discarded). baseline=greedy subtracts it from the
     sampled frame's reward (the self-critical baseline of Rennie et al. 2017, CVPR)."""
     twin = copy.deepcopy(env)
-    for stage in twin.stages:
-        twin.act({role: env_actions(model, role, twin.observe(role), H.mode, device) for role in stage})
+    for roles in twin.stages[stage:]:
+        twin.act({role: env_actions(model, role, twin.observe(role), H.mode, device) for role in roles})
     return torch.as_tensor(twin.frame_reward(), dtype=torch.float32, device=device)

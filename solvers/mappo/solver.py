@@ -179,7 +179,7 @@ class MAPPO(LearningSolver):
         with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
             torch.manual_seed(torch_seed)
             model.train()
-            rollout = collect(env, model, env_seed, device, greedy=hyper.baseline == "greedy")
+            rollout = collect(env, model, env_seed, device, hyper.baseline)
             data = prepare(model, rollout, hyper)
             losses = update(model, optimizer, data, hyper, clip, ent_coef)
         stats = {**rollout.metrics, "return": rollout.episode_return, "reward": float(rollout.rewards.mean()),

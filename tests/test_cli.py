@@ -115,7 +115,7 @@ def test_sequential_task_results_are_not_overwritten_by_its_curves(workdir):
     (["run", "--task", "ent-usr", "--solver", "mappo", "-c", "topology=star"],  # a task setting
      "error: task ent-usr config topology='star': Input should be 'ent', 'ccn-only' or 'cfn-only'"),
     (["run", "--task", "ent-usr", "--solver", "mappo", "-S", "baseline=foo"],  # an optional Literal key
-     "error: solver mappo config baseline='foo': Input should be 'critic', 'mean' or 'greedy'"),
+     "error: solver mappo config baseline='foo': Input should be 'critic', 'mean', 'greedy' or 'stagewise'"),
     (["run", "--task", "ent-usr", "--solver", "mappo", "-S", "lr=2"],  # an optional bounded key
      "error: solver mappo config lr=2: Input should be less than or equal to 1 (allowed: float > 0 and <= 1)"),
 ])

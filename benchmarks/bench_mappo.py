@@ -139,7 +139,7 @@ def profile_training(num_envs: int | None, updates: int, seed: int = 0, device: 
 
     def instrumented_env(*args, **kwargs):
         env = make_env(*args, **kwargs)
-        # a subclass with the timed methods, so that a copy of the env (baseline=greedy's) times its own calls
+        # a subclass with the timed methods, so that a copy of the env (the self-critical baselines') times its own calls
         cls = type(env)
         env.__class__ = type(f"Timed{cls.__name__}", (cls,),
                              {name: _timed(getattr(cls, name), totals, "env") for name in ENV_METHODS})

@@ -23,13 +23,14 @@ from test_mappo_env import ToyEnv
 
 # ------------------------------------------------------------------------------------------ labels
 @pytest.mark.parametrize("solver, cfg, label", [
-    (MAPPO, {}, "mappo[baseline=greedy]"),  # the default preset's baseline is critic-less: never plain `mappo`
+    (MAPPO, {}, "mappo[baseline=stagewise]"),  # the default preset's baseline is critic-less: never plain `mappo`
+    (MAPPO, {"baseline": "greedy"}, "mappo[baseline=greedy]"),
     (MAPPO, {"baseline": "mean"}, "mappo[baseline=mean]"),
     (MAPPO, {"baseline": "critic"}, "mappo[baseline=critic]"),  # not the default: named, so a sweep rebuilds it
     (MAPPO, {"preset": "paper"}, "mappo[preset=paper]"),
     (MAPPO, {"preset": "paper", "baseline": "mean"}, "mappo[baseline=mean,preset=paper]"),
     (MAPPO, {"preset": "paper", "baseline": "critic"}, "mappo[preset=paper]"),
-    (MAPPO, {"lr": 1e-3, "threads": 2}, "mappo[baseline=greedy,lr=0.001]"),
+    (MAPPO, {"lr": 1e-3, "threads": 2}, "mappo[baseline=stagewise,lr=0.001]"),
     (MAPPO, {"preset": "paper", "baseline": "greedy"}, "mappo[baseline=greedy,preset=paper]"),
     (IPPO, {}, "ippo"), (IPPO, {"baseline": "critic"}, "ippo"),
     (HAPPO, {}, "happo"), (HAPPO, {"baseline": "mean"}, "happo[baseline=mean]"),
@@ -43,7 +44,7 @@ def test_variant_label_names_the_resolved_baseline(solver, cfg, label):
 
 def test_default_mappo_builds_critics_and_ippo_refuses_the_mean_baseline():
     hyper = MAPPO({}).config.hyper()
-    assert (hyper.baseline, hyper.gae_lambda, hyper.algorithm) == ("greedy", 0.0, "mappo")
+    assert (hyper.baseline, hyper.gae_lambda, hyper.algorithm) == ("stagewise", 0.0, "mappo")
     assert MAPPO({"baseline": "mean"}).config.hyper().gae_lambda == 0.0
     critic = MAPPO({"baseline": "critic"}).config.hyper()  # the baseline's own preset values come with it
     assert (critic.gae_lambda, critic.critic_hidden, critic.critic_action) == (0.5, (128, 128), False)

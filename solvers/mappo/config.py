@@ -54,11 +54,12 @@ PRESETS: dict[str, Hyper] = {
                    ratio="joint", baseline="critic", frames=2_000_000),
     # CPU preset: same actors, ratio clipping and Table I clip/entropy schedule; smaller nets, a 6x
     # larger learning rate, per-component ratio clipping, and the policy mode's reward on the same frame
-    # (self-critical) as the baseline of one-frame advantages (lambda = 0) instead of a learned critic (see docs).
+    # (self-critical), split over the frame's stages, as the baseline of one-frame advantages (lambda = 0)
+    # instead of a learned critic (see docs).
     "default": Hyper(num_envs=16, lr=3e-4, gamma=0.9, gae_lambda=0.0, clip_start=0.3, clip_end=0.15,
                      ent_start=1e-3, ent_end=1e-4, value_coef=0.5, epochs=4, minibatches=2, max_grad_norm=10.0,
                      actor_hidden=(128, 128), critic_hidden=(128, 128), critic_action=False,
-                     ratio="component", baseline="greedy", frames=48_000),
+                     ratio="component", baseline="stagewise", frames=48_000),
 }
 
 #: preset values that follow the resolved baseline (a `baseline=...` override takes them too).

@@ -60,11 +60,11 @@ class EntUsrTask(SequentialTask):
         both beams (solver config `beam`: true MRT, random-mrt's default, and codebook MRT, ccn-mrt's
         and cfn-mrt's default; docs/models/ent-usr.md, Baselines); `convex` and the oracle also at true-MRT
         beams (`beam=mrt`: outside the agents' codebook action space, the references for the true-MRT rules)."""
-        # the MARL learners: mappo's default (baseline=greedy, self-critical, no critic) and its topology
-        # variants, the rollout-mean baseline, mappo with the role-specific centralized critics, ippo, happo
-        # (docs/solvers/mappo.md)
-        mappo = ("mappo", "mappo[topology=ccn-only]", "mappo[topology=cfn-only]", "mappo[baseline=mean]",
-                 "mappo[baseline=critic]", "ippo", "happo")
+        # the MARL learners: mappo's default (baseline=stagewise, self-critical per stage, no critic) and its
+        # topology variants, the one-advantage self-critical and rollout-mean baselines, mappo with the
+        # role-specific centralized critics, ippo, happo (docs/solvers/mappo.md)
+        mappo = ("mappo", "mappo[topology=ccn-only]", "mappo[topology=cfn-only]", "mappo[baseline=greedy]",
+                 "mappo[baseline=mean]", "mappo[baseline=critic]", "ippo", "happo")
         convex = ("convex", "convex[topology=ccn-only]", "convex[topology=cfn-only]", "convex[beam=mrt]")
         oracles = ("topology-search", "topology-search[beam=mrt]")
         rules = ("random-mrt", "random-mrt[beam=codebook]", "ccn-mrt", "ccn-mrt[beam=mrt]", "cfn-mrt",

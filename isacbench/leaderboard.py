@@ -245,15 +245,16 @@ def plot_curves(rows: pd.DataFrame, path: Path, task: str) -> None:
 
     names = list(dict.fromkeys(rows["metric"]))
     keys = sorted({(s, b) for s, b in zip(rows["solver"], rows["budget"])})
-    colors = {k: f"C{i % 10}" for i, k in enumerate(keys)}
+    # ten colours, then the same ten dashed, then dotted: every variant its own line
+    styles = {k: (f"C{i % 10}", ("-", "--", ":")[i // 10 % 3]) for i, k in enumerate(keys)}
     cols = min(3, len(names))
     nrows = -(-len(names) // cols)
     fig, axes = plt.subplots(nrows, cols, figsize=(4.6 * cols, 3.4 * nrows), squeeze=False)
     for ax, name in zip(axes.flat, names):
         for (solver, budget), g in rows[rows["metric"] == name].groupby(["solver", "budget"], sort=True):
-            c = colors[(solver, budget)]
+            c, ls = styles[(solver, budget)]
             seeds = g["seeds"].iloc[0]
-            ax.plot(g["step"], g["mean"], color=c, lw=1.3, ms=2.5,
+            ax.plot(g["step"], g["mean"], color=c, ls=ls, lw=1.3, ms=2.5,
                     marker="o" if name.startswith("eval/") or len(g) == 1 else None,
                     label=f"{solver} ({budget}, {seeds} seed{'s' if seeds > 1 else ''})")
             ax.fill_between(g["step"], g["ci_low"], g["ci_high"], color=c, alpha=0.18, lw=0)
@@ -263,11 +264,12 @@ def plot_curves(rows: pd.DataFrame, path: Path, task: str) -> None:
     for ax in list(axes.flat)[len(names):]:
         ax.axis("off")
     shown = {label: h for ax in axes.flat for h, label in zip(*ax.get_legend_handles_labels())}  # every variant
-    legend_rows = -(-len(shown) // 3)
-    fig.legend(shown.values(), shown.keys(), loc="lower center", ncol=min(3, len(shown)), fontsize=7, frameon=False)
     fig.suptitle(f"{task}: learning curves (mean over seeds, 95% bootstrap CI band)", fontsize=11)
-    fig.tight_layout(rect=(0, min(0.5, (0.2 * legend_rows + 0.1) / (3.4 * nrows)), 1, 1))
-    fig.savefig(path, dpi=110)
+    fig.tight_layout()
+    # below the panels, two columns; the saved canvas grows to hold it (long variant labels are not cut)
+    fig.legend(shown.values(), shown.keys(), loc="upper center", bbox_to_anchor=(0.5, 0.0),
+               ncol=min(2, len(shown)), fontsize=7, frameon=False)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
 
 

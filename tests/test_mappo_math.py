@@ -105,6 +105,17 @@ def test_sampling_frequencies_match_the_head_probabilities(head):
     assert torch.all((freq - prob).abs() <= 4 * se)
 
 
+@pytest.mark.parametrize("low", [-5.0, 5.0])
+def test_continuous_samples_at_the_support_ends_stay_inside_it_in_float32(low):
+    """A narrow head far from 0 (low +- 5, width 1e-3): low + width u for u at 1 - EPS / EPS rounds one float32 ulp
+    past the widened support's end unless `sample` clamps (found by the property test below)."""
+    head = Head("h", "continuous", 1, low=low, high=low + 1e-3)
+    m = H.MARGIN * 1e-3
+    for mode_logit in (20.0, -20.0):  # Beta mode at 1 / 0, the largest concentration
+        raw = H.sample(head, torch.tensor([[mode_logit, H.LOG_KAPPA_MAX]]).expand(4096, 2))
+        assert (raw >= head.low - m).all() and (raw <= head.high + m).all()
+
+
 @settings(max_examples=25, deadline=None)
 @given(st.sampled_from(["bernoulli", "categorical", "continuous"]), st.integers(1, 4), st.integers(2, 5),
        st.floats(-5, 5), st.floats(1e-3, 10), st.floats(-1e4, 1e4), st.integers(0, 2 ** 31 - 1))
@@ -122,8 +133,8 @@ def test_sampled_and_mode_actions_stay_in_the_head_domain(kind, size, classes, l
         else:
             assert (a >= head.low).all() and (a <= head.high).all()
         assert all(torch.isfinite(t).all() for t in H.log_prob_entropy(head, p, a))
-    if kind == "continuous":  # the widened support, up to the float32 rounding of low + width u (2 ulp at its scale)
-        m = H.MARGIN * width + 2 * torch.finfo(torch.float32).eps * max(abs(head.low), abs(head.high))
+    if kind == "continuous":
+        m = H.MARGIN * width
         assert (raw >= head.low - m).all() and (raw <= head.high + m).all()
         assert torch.isfinite(H.log_prob_entropy(head, p, raw)[0]).all()
 

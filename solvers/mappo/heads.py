@@ -79,7 +79,8 @@ def sample(head: Head, p: torch.Tensor) -> torch.Tensor:
         u = torch.rand_like(logits).clamp_min(1e-20)
         return (logits - torch.log(-torch.log(u))).argmax(-1).float()
     low, width = _support(head)  # on the widened support: pass it through `env_action`
-    return low + width * _beta(p).sample().clamp(EPS, 1 - EPS)
+    # clamped to the support itself too: in float32, low + width u can round one ulp past its end
+    return (low + width * _beta(p).sample().clamp(EPS, 1 - EPS)).clamp(low, low + width)
 
 
 def mode(head: Head, p: torch.Tensor) -> torch.Tensor:

@@ -95,3 +95,10 @@ class MultiAgentEnv(ABC):
         acted), without ending the frame. Default: `end_frame` on a deep copy, so no state or random
         stream of this env moves; an env may override it with a cheaper computation of the same value."""
         return np.asarray(copy.deepcopy(self).end_frame()[0])
+
+    def branch(self) -> "MultiAgentEnv":
+        """An independent copy standing at the same point of the same frame: playing it on (`act`,
+        `frame_reward`, `end_frame`, even `reset`) leaves this env, its state and its random stream as they
+        were (learners use it to score alternative actions on the same frame). Default: a deep copy; an env
+        may override it with a cheaper copy that shares the arrays it never modifies in place."""
+        return copy.deepcopy(self)

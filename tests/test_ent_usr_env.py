@@ -145,6 +145,49 @@ def test_frame_reward_is_end_frames_reward_and_moves_nothing():
         env.frame_reward()
 
 
+def _snapshot(env) -> dict:
+    """Copies of every array and scalar attribute of an env and of its action dict and random stream."""
+    snap = {k: np.copy(v) for k, v in vars(env).items() if isinstance(v, (np.ndarray, int, float))}
+    snap["actions"] = {r: {h: np.copy(v) for h, v in a.items()} for r, a in env.actions.items()}
+    snap["rng"] = env.rng.bit_generator.state
+    return snap
+
+
+def _same(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(
+        _same(a[k], b[k]) if isinstance(a[k], dict) else np.array_equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("topology_name", ["ent", "cfn-only"])
+def test_branch_plays_on_without_moving_the_env(topology_name):
+    """EntUsrEnv.branch (a shallow copy) is independent: a branch taken mid-frame plays other actions, ends
+    its frame, plays a further frame and even resets, and the env keeps every array, action and its random
+    stream; it then continues exactly as an env that was never branched. The branch's own frame reward is
+    that of its actions, as on a deep copy (the contract's default)."""
+    task = EntUsrTask({**SMALL, "topology": topology_name})
+    env, control = task.make_env(4, 5), task.make_env(4, 5)
+    rng = np.random.default_rng(1)
+    acts, other = random_raw_actions(env, rng), random_raw_actions(env, rng)
+    for e in (env, control):
+        e.act({r: acts[r] for r in e.stages[0]})
+    before = _snapshot(env)
+    branch, deep = env.branch(), MultiAgentEnv.branch(env)
+    for b in (branch, deep):
+        for stage in b.stages[1:]:
+            b.act({r: other[r] for r in stage})
+    assert np.array_equal(branch.frame_reward(), deep.frame_reward())
+    branch.end_frame()
+    play_frame(branch, random_raw_actions(branch, rng))
+    branch.reset(9)
+    assert _same(_snapshot(env), before)
+    for e in (env, control):
+        for stage in e.stages[1:]:
+            e.act({r: acts[r] for r in stage})
+    reward, control_reward = env.end_frame()[0], control.end_frame()[0]
+    assert np.array_equal(reward, control_reward) and np.array_equal(env.h, control.h)
+    assert not np.array_equal(reward, deep.frame_reward())  # the branch's other actions scored otherwise
+
+
 def test_episode_ends_after_frames_per_episode():
     env = EntUsrTask(SMALL).make_env(2, 0)
     rng = np.random.default_rng(0)

@@ -88,6 +88,11 @@ def env_actions(model: ActorCritic, role: str, obs, pick=H.mode, device: torch.d
     actor, then `pick` per head (`heads.mode` or `heads.sample`)."""
     params = model.actors[role](model.obs_norm[role](torch.as_tensor(np.asarray(obs), dtype=torch.float32,
                                                                      device=device)))
+    return pick_actions(model, role, params, pick)
+
+
+def pick_actions(model: ActorCritic, role: str, params: dict[str, torch.Tensor], pick=H.mode) -> dict:
+    """The role's environment actions (`to_numpy`) from its actor's outputs `params` (head name -> tensor)."""
     return {h.name: to_numpy(h, pick(h, params[h.name])) for h in model.roles[role].heads}
 
 

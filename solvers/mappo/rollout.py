@@ -1,7 +1,6 @@
 """Collect one rollout: whole episodes in all B environments, stage by stage (isacbench.multiagent)."""
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -11,7 +10,7 @@ from isacbench.multiagent import MultiAgentEnv
 
 from . import heads as H
 from .buffer import RoleRollout
-from .policy import ActorCritic, env_actions, to_numpy
+from .policy import ActorCritic, env_actions, pick_actions, to_numpy
 
 
 @dataclass
@@ -55,21 +54,21 @@ def collect(env: MultiAgentEnv, model: ActorCritic, seed: int, device: torch.dev
         remaining = torch.full((env.num_envs, 1), 1.0 - len(rewards) / horizon, device=device)
         frame_modes = []
         for k, stage in enumerate(env.stages):
+            o_raw = {role: torch.as_tensor(env.observe(role), dtype=torch.float32, device=device) for role in stage}
+            o = {role: model.obs_norm[role](o_raw[role]) for role in stage}
+            params = {role: model.actors[role](o[role]) for role in stage}  # the continuation's mode reuses them
             if k < continued:
-                frame_modes.append(greedy_reward(env, model, device, k))
+                frame_modes.append(greedy_reward(env, model, device, k, params))
             s_raw = torch.as_tensor(env.state(), dtype=torch.float32, device=device)
             s = torch.cat([model.state_norm(s_raw), remaining], -1)  # critic input: state | time left
             raw_state.append(s_raw)
             acts = {}
             for role in stage:
-                o_raw = torch.as_tensor(env.observe(role), dtype=torch.float32, device=device)
-                o = model.obs_norm[role](o_raw)
-                params = model.actors[role](o)
                 heads = env.roles[role].heads
-                a = {h.name: H.sample(h, params[h.name]) for h in heads}
-                logp = torch.cat([H.log_prob(h, params[h.name], a[h.name]) for h in heads], -1)
-                store[role].add(o, s, a, logp)
-                raw_obs[role].append(o_raw)
+                a = {h.name: H.sample(h, params[role][h.name]) for h in heads}
+                logp = torch.cat([H.log_prob(h, params[role][h.name], a[h.name]) for h in heads], -1)
+                store[role].add(o[role], s, a, logp)
+                raw_obs[role].append(o_raw[role])
                 acts[role] = {h.name: to_numpy(h, a[h.name]) for h in heads}
             env.act(acts)
         if continued:
@@ -96,14 +95,19 @@ def collect(env: MultiAgentEnv, model: ActorCritic, seed: int, device: torch.dev
                    role_stage={r: k for k, st in enumerate(env.stages) for r in st})
 
 
-def greedy_reward(env: MultiAgentEnv, model: ActorCritic, device: torch.device, stage: int = 0) -> torch.Tensor:
+def greedy_reward(env: MultiAgentEnv, model: ActorCritic, device: torch.device, stage: int = 0,
+                  params: dict[str, dict[str, torch.Tensor]] | None = None) -> torch.Tensor:
     """(B,) the current frame's shared reward if the agents of `env.stages[stage:]` (env stands before that
-    stage; 0: the frame's start, every agent) played their policy's mode (the action of evaluation), on a copy
-    of `env`:
-    the same channels, targets, history and earlier stages' actions, and none of `env`'s random draws
-    (the copy's are discarded). baseline=greedy subtracts it from the
-    sampled frame's reward (the self-critical baseline of Rennie et al. 2017, CVPR)."""
-    twin = copy.deepcopy(env)
-    for roles in twin.stages[stage:]:
-        twin.act({role: env_actions(model, role, twin.observe(role), H.mode, device) for role in roles})
+    stage; 0: the frame's start, every agent) played their policy's mode (the action of evaluation), on a
+    branch of `env` (`MultiAgentEnv.branch`): the same channels, targets, history and earlier stages' actions,
+    and none of `env`'s random draws. `params`: the actors' outputs of that stage's roles on `env`'s
+    observations, when the caller has them (`collect` samples from the same outputs), else computed here.
+    baseline=greedy subtracts it from the sampled frame's reward (the self-critical baseline of Rennie et al.
+    2017, CVPR)."""
+    twin = env.branch()
+    for k, roles in enumerate(twin.stages[stage:]):
+        if k == 0 and params is not None:
+            twin.act({role: pick_actions(model, role, params[role], H.mode) for role in roles})
+        else:
+            twin.act({role: env_actions(model, role, twin.observe(role), H.mode, device) for role in roles})
     return torch.as_tensor(twin.frame_reward(), dtype=torch.float32, device=device)

@@ -53,6 +53,8 @@ Misuse (a stage out of order, an unknown role) is a programming error: RuntimeEr
 """
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 
 from isacbench.multiagent import Head, MultiAgentEnv, RoleSpec
@@ -282,6 +284,15 @@ class EntUsrEnv(MultiAgentEnv):
             raise RuntimeError(f"set_decision() after {self.played} stage(s) of this frame acted")
         self.decision = decision
         self.stage, self.played = len(STAGES), len(self.stages)
+
+    def branch(self) -> "EntUsrEnv":
+        """The contract's independent copy without copying the channels: a shallow copy with its own action
+        dict and random generator. Every other attribute is replaced, never written in place, by `act`,
+        `end_frame` and `reset` (tests/test_ent_usr_env.py plays a branch on and checks this env unmoved)."""
+        twin = copy.copy(self)
+        twin.actions = dict(self.actions)
+        twin.rng = copy.deepcopy(self.rng)
+        return twin
 
     def frame_reward(self) -> np.ndarray:
         """The frame's reward r_n (eq. 75) for the actions played, without the Kalman update and the next

@@ -142,7 +142,8 @@ def profile_training(num_envs: int | None, updates: int, seed: int = 0, device: 
         # a subclass with the timed methods, so that a copy of the env (the self-critical baselines') times its own calls
         cls = type(env)
         env.__class__ = type(f"Timed{cls.__name__}", (cls,),
-                             {name: _timed(getattr(cls, name), totals, "env") for name in ENV_METHODS})
+                             {name: _timed(_timed(getattr(cls, name), totals, name), totals, "env")
+                              for name in ENV_METHODS})
         return env
 
     cfg = {"preset": preset, "device": device} | ({} if num_envs is None else {"num_envs": num_envs})
@@ -210,6 +211,9 @@ def _run(scale: str) -> Section:
     sec.figure("MAPPO time share: environment", env / total, "fraction", f"{env:.2f} s of {total:.2f} s")
     sec.figure("MAPPO time share: learner (advantages + PPO epochs)", learner / total, "fraction",
                f"{learner:.2f} s of {total:.2f} s")
+    sec.figure("MAPPO environment time scoring the mode continuations", t["frame_reward"] / env,
+               "fraction of environment time", f"{t['frame_reward']:.2f} s of {env:.2f} s (frame_reward: the default "
+               f"baseline's continuations, one per stage and frame)")
     sec.lines += [f"Default preset, device cpu, {cfg['updates']} updates x {b} envs x {frames} frames = "
                   f"{t['frames']:.0f} frames in {total:.2f} s: **{fps:.1f} frames/s**; the random-policy environment "
                   f"alone at the same batch: {env_fps:.1f} frames/s (ratio {fps / env_fps:.2f}, target >= "
@@ -219,6 +223,8 @@ def _run(scale: str) -> Section:
                   f"{bound:.2f} of the environment's frames/s.", "",
                   "| phase | seconds | share |", "|---|---|---|"]
     for name, sec_s in (("environment (reset/observe/state/act/end_frame/frame_reward)", env),
+                        ("of which: scoring the mode continuations (frame_reward, the self-critical baseline's)",
+                         t["frame_reward"]),
                         ("policy inference in rollouts (actors, sampling, buffers)", policy),
                         ("learner (advantages + PPO epochs)", learner),
                         ("other (env/network construction, bookkeeping)", other)):

@@ -71,6 +71,8 @@ def test_mappo_figures_carry_their_targets(sections):
     assert e2e.target == bench_mappo.TARGET_END_TO_END and not e2e.at_most
     shares = [r.value for r in sections["bench_mappo"].results if r.unit == "fraction"]
     assert len(shares) == 2 and all(0 < s < 1 for s in shares) and sum(shares) < 1
+    scoring = res["MAPPO environment time scoring the mode continuations"].value  # the default's G_s (stagewise)
+    assert 0 < scoring < 1
 
 
 def test_cleanrl_baseline_has_the_requested_parameter_count():

@@ -92,9 +92,9 @@ class MultiAgentEnv(ABC):
 
     def frame_reward(self) -> np.ndarray:
         """(B,) the reward `end_frame` would return for the actions played so far (every stage has
-        acted), without ending the frame. Default: `end_frame` on a deep copy, so no state or random
+        acted), without ending the frame. Default: `end_frame` on a `branch`, so no state or random
         stream of this env moves; an env may override it with a cheaper computation of the same value."""
-        return np.asarray(copy.deepcopy(self).end_frame()[0])
+        return np.asarray(self.branch().end_frame()[0])
 
     def branch(self) -> "MultiAgentEnv":
         """An independent copy standing at the same point of the same frame: playing it on (`act`,

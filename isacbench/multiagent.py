@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -95,6 +96,12 @@ class MultiAgentEnv(ABC):
         acted), without ending the frame. Default: `end_frame` on a `branch`, so no state or random
         stream of this env moves; an env may override it with a cheaper computation of the same value."""
         return np.asarray(self.branch().end_frame()[0])
+
+    def frame_rewards(self, branches: Sequence["MultiAgentEnv"]) -> list[np.ndarray]:
+        """`frame_reward` of each of several `branch`es of this env's current frame, each played to the
+        frame's end, in order. Default: one call per branch; an env may score them together (one batched
+        computation) when that gives the same values."""
+        return [np.asarray(b.frame_reward()) for b in branches]
 
     def branch(self) -> "MultiAgentEnv":
         """An independent copy standing at the same point of the same frame: playing it on (`act`,

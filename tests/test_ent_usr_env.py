@@ -188,6 +188,39 @@ def test_branch_plays_on_without_moving_the_env(topology_name):
     assert not np.array_equal(reward, deep.frame_reward())  # the branch's other actions scored otherwise
 
 
+@pytest.mark.parametrize("topology_name", ["ent", "ccn-only"])
+def test_frame_rewards_scores_branches_together_as_each_alone(topology_name):
+    """EntUsrEnv.frame_rewards (one evaluation of the stacked decisions) equals each branch's own
+    frame_reward bit for bit, for branches taken at different stages, in any number (a batch of 3 x 50 runs
+    in blocks); a branch that has moved to another frame is scored on its own frame, an unfinished one raises."""
+    task = EntUsrTask({**SMALL, "topology": topology_name})
+    env = task.make_env(50, 3)
+    rng = np.random.default_rng(4)
+    branches = []
+    for k, stage in enumerate(env.stages):
+        twin, acts = env.branch(), random_raw_actions(env, rng)
+        for later in twin.stages[k:]:
+            twin.act({r: acts[r] for r in later})
+        branches.append(twin)
+        env.act({r: random_raw_actions(env, rng)[r] for r in stage})
+    branches.append(env.branch())
+    together, alone = env.frame_rewards(branches), [b.frame_reward() for b in branches]
+    assert len(together) == len(branches)
+    assert all(np.array_equal(t, a) for t, a in zip(together, alone))
+    assert all(np.array_equal(t, a) for t, a in zip(MultiAgentEnv.frame_rewards(env, branches), alone))
+    assert len({a.tobytes() for a in alone}) == len(alone)  # the branches' actions differ, so do their rewards
+    moved = branches[0]
+    moved.end_frame()
+    for stage in moved.stages:
+        moved.act({r: random_raw_actions(moved, rng)[r] for r in stage})
+    mixed = env.frame_rewards([moved, branches[1]])
+    assert np.array_equal(mixed[0], moved.frame_reward()) and np.array_equal(mixed[1], alone[1])
+    unfinished = env.branch()
+    unfinished.end_frame()
+    with pytest.raises(RuntimeError, match="every stage must act first"):
+        env.frame_rewards([branches[1], unfinished])
+
+
 def test_episode_ends_after_frames_per_episode():
     env = EntUsrTask(SMALL).make_env(2, 0)
     rng = np.random.default_rng(0)

@@ -9,7 +9,7 @@ official MAPPO); the paper's smooth-L1 loss is applied in normalized units.
 baseline="mean" builds no critic: GAE runs with V = 0 on rewards centred by the rollout's mean
 (with lambda = 0: A_n = r_n - mean r), and L^u = L_pi^u. baseline="greedy" (self-critical, Rennie et
 al. 2017) centres each frame's reward on the reward of the policy's mode in the same frame
-(`rollout.greedy_reward`; with lambda = 0: A_n = r_n - r_n^mode), no critic either; baseline="stagewise"
+(`rollout.mode_branch`; with lambda = 0: A_n = r_n - r_n^mode), no critic either; baseline="stagewise"
 splits that advantage over the frame's stages (`centred_rewards`).
 
 The critic and the update order are `hyper.algorithm`'s (`policy.critics`):

@@ -22,7 +22,7 @@ class Rollout:
     episode_return: float  # mean undiscounted return per episode
     frames: int  # T * B
     # (T, B, S) mode continuations G_s: the frame's reward with the stages before s played as sampled and stage s
-    # and after at the policy's mode (`greedy_reward`); baseline=greedy: S = 1 (G_0, every stage at the mode),
+    # and after at the policy's mode (`mode_branch`); baseline=greedy: S = 1 (G_0, every stage at the mode),
     # stagewise: S = the frame's stages. None for the other baselines.
     mode_rewards: torch.Tensor | None = None
     role_stage: dict[str, int] | None = None  # role -> index of its stage in env.stages
@@ -39,9 +39,10 @@ def collect(env: MultiAgentEnv, model: ActorCritic, seed: int, device: torch.dev
     moment its stage acts (it reflects the earlier stages' actions), followed by the fraction of the
     episode's frames still to play (1 - n / N_T): the value of a terminal episode depends on it, and
     env.state() does not contain the frame index (see docs/solvers/mappo.md, "time-aware critic").
-    baseline="greedy": also record every frame's reward of the policy's mode on the same frame
-    (`greedy_reward`, G_0); "stagewise": before every stage s, the reward of playing it and the later
-    stages at the mode, the earlier ones as sampled (G_s; `Rollout.mode_rewards`)."""
+    baseline="greedy": also record every frame's reward of the policy's mode on the same frame (G_0, the
+    self-critical baseline of Rennie et al. 2017, CVPR); "stagewise": before every stage s, the reward of playing
+    it and the later stages at the mode, the earlier ones as sampled (G_s; `Rollout.mode_rewards`). Each G_s is
+    a `mode_branch` taken before stage s; a frame's branches are scored together at its end (`frame_rewards`)."""
     env.reset(seed=seed)
     store = {r: RoleRollout() for r in model.roles}
     rewards, dones, metrics, mode_rewards = [], [], {}, []
@@ -58,7 +59,7 @@ def collect(env: MultiAgentEnv, model: ActorCritic, seed: int, device: torch.dev
             o = {role: model.obs_norm[role](o_raw[role]) for role in stage}
             params = {role: model.actors[role](o[role]) for role in stage}  # the continuation's mode reuses them
             if k < continued:
-                frame_modes.append(greedy_reward(env, model, device, k, params))
+                frame_modes.append(mode_branch(env, model, device, k, params))
             s_raw = torch.as_tensor(env.state(), dtype=torch.float32, device=device)
             s = torch.cat([model.state_norm(s_raw), remaining], -1)  # critic input: state | time left
             raw_state.append(s_raw)
@@ -71,8 +72,9 @@ def collect(env: MultiAgentEnv, model: ActorCritic, seed: int, device: torch.dev
                 raw_obs[role].append(o_raw[role])
                 acts[role] = {h.name: to_numpy(h, a[h.name]) for h in heads}
             env.act(acts)
-        if continued:
-            mode_rewards.append(torch.stack(frame_modes, -1))
+        if continued:  # the continuations scored together (`MultiAgentEnv.frame_rewards`)
+            mode_rewards.append(torch.as_tensor(np.stack(env.frame_rewards(frame_modes), -1), dtype=torch.float32,
+                                                device=device))
         r, d, m = env.end_frame()
         rewards.append(torch.as_tensor(np.asarray(r), dtype=torch.float32, device=device))
         dones.append(torch.as_tensor(np.asarray(d), dtype=torch.bool, device=device))
@@ -95,19 +97,18 @@ def collect(env: MultiAgentEnv, model: ActorCritic, seed: int, device: torch.dev
                    role_stage={r: k for k, st in enumerate(env.stages) for r in st})
 
 
-def greedy_reward(env: MultiAgentEnv, model: ActorCritic, device: torch.device, stage: int = 0,
-                  params: dict[str, dict[str, torch.Tensor]] | None = None) -> torch.Tensor:
-    """(B,) the current frame's shared reward if the agents of `env.stages[stage:]` (env stands before that
-    stage; 0: the frame's start, every agent) played their policy's mode (the action of evaluation), on a
-    branch of `env` (`MultiAgentEnv.branch`): the same channels, targets, history and earlier stages' actions,
-    and none of `env`'s random draws. `params`: the actors' outputs of that stage's roles on `env`'s
-    observations, when the caller has them (`collect` samples from the same outputs), else computed here.
-    baseline=greedy subtracts it from the sampled frame's reward (the self-critical baseline of Rennie et al.
-    2017, CVPR)."""
+def mode_branch(env: MultiAgentEnv, model: ActorCritic, device: torch.device, stage: int = 0,
+                params: dict[str, dict[str, torch.Tensor]] | None = None) -> MultiAgentEnv:
+    """A branch of `env` (`MultiAgentEnv.branch`; env stands before stage `stage`, 0: the frame's start) on which
+    the agents of `env.stages[stage:]` have played their policy's mode (the action of evaluation): the same
+    channels, targets, history and earlier stages' actions, and none of `env`'s random draws. `params`: the
+    actors' outputs of that stage's roles on `env`'s observations, when the caller has them (`collect` samples
+    from the same outputs), else computed here. Its `frame_reward` is the mode continuation G_stage."""
     twin = env.branch()
     for k, roles in enumerate(twin.stages[stage:]):
         if k == 0 and params is not None:
             twin.act({role: pick_actions(model, role, params[role], H.mode) for role in roles})
         else:
             twin.act({role: env_actions(model, role, twin.observe(role), H.mode, device) for role in roles})
-    return torch.as_tensor(twin.frame_reward(), dtype=torch.float32, device=device)
+    return twin
+

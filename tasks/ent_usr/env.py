@@ -54,6 +54,7 @@ Misuse (a stage out of order, an unknown role) is a programming error: RuntimeEr
 from __future__ import annotations
 
 import copy
+from dataclasses import fields
 
 import numpy as np
 
@@ -294,18 +295,35 @@ class EntUsrEnv(MultiAgentEnv):
         twin.rng = copy.deepcopy(self.rng)
         return twin
 
+    def _decision(self, caller: str) -> model.Decision:
+        """The frame's full decision (set_decision's, or the stages' actions decoded); every stage must have acted."""
+        if self.stage < len(STAGES):
+            raise RuntimeError(f"{caller}() at stage {self.played} of {self.stages}: every stage must act first")
+        return self.decision if self.decision is not None else act.decode(self.p, self.actions)
+
     def frame_reward(self) -> np.ndarray:
         """The frame's reward r_n (eq. 75) for the actions played, without the Kalman update and the next
         frame's draws of `end_frame` (equal to its reward: tests/test_ent_usr_env.py)."""
-        if self.stage < len(STAGES):
-            raise RuntimeError(f"frame_reward() at stage {self.played} of {self.stages}: every stage must act first")
-        d = self.decision if self.decision is not None else act.decode(self.p, self.actions)
-        return evaluate_blocks(self.p, self.frame_state(), d)["reward"]
+        return evaluate_blocks(self.p, self.frame_state(), self._decision("frame_reward"))["reward"]
+
+    def _same_frame(self, other: "EntUsrEnv") -> bool:
+        """`other` stands on this env's frame: the same parameters and the very same frame-state arrays."""
+        mine, theirs = self.frame_state(), other.frame_state()
+        return other.p is self.p and all(getattr(mine, f.name) is getattr(theirs, f.name) for f in fields(mine))
+
+    def frame_rewards(self, branches) -> list[np.ndarray]:
+        """The contract's `frame_rewards` in one evaluation: the branches' decisions stacked along the batch
+        axis over this frame's state repeated. Every quantity of model.evaluate is per environment, so each
+        reward equals the branch's own `frame_reward` (tests/test_ent_usr_env.py). Branches that do not
+        stand on this env's frame (or are not ent-usr envs) are scored one by one."""
+        if len(branches) < 2 or not all(isinstance(b, EntUsrEnv) and self._same_frame(b) for b in branches):
+            return super().frame_rewards(branches)
+        d = model.Decision.stack([b._decision("frame_reward") for b in branches])
+        reward = evaluate_blocks(self.p, model.FrameState.stack([self.frame_state()] * len(branches)), d)["reward"]
+        return list(reward.reshape(len(branches), self.num_envs))
 
     def end_frame(self) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-        if self.stage < len(STAGES):
-            raise RuntimeError(f"end_frame() at stage {self.played} of {self.stages}: every stage must act first")
-        d = self.decision if self.decision is not None else act.decode(self.p, self.actions)
+        d = self._decision("end_frame")
         out = evaluate_blocks(self.p, self.frame_state(), d)
         self.last = out
         self.last_decision = d

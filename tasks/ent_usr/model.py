@@ -33,6 +33,10 @@ class FrameState:
     def take(self, idx) -> "FrameState":
         return FrameState(**{f.name: getattr(self, f.name)[idx] for f in fields(self)})
 
+    @staticmethod
+    def stack(items: list["FrameState"]) -> "FrameState":
+        return FrameState(**{f.name: np.concatenate([getattr(s, f.name) for s in items]) for f in fields(FrameState)})
+
 
 @dataclass
 class Decision:

@@ -1,9 +1,9 @@
 """MAPPO training throughput on ent-usr and where the time goes.
 
 One short training run (default preset, CPU, 1 torch thread as the solver's config sets) with
-timers around: every environment method (reset, observe, state, act, end_frame, frame_reward: the env's share),
-the rollout collection (env + policy inference + bookkeeping), and the learner (advantage
-preparation + PPO epochs). Frames/s = environment frames trained / wall time of `train`.
+timers around: every environment method (reset, observe, state, act, end_frame, frame_reward(s): the
+env's share; a method called from another counts once), the rollout collection (env + policy inference
++ bookkeeping), and the learner (advantage preparation + PPO epochs). Frames/s = environment frames trained / wall time of `train`.
 """
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ from .common import Section, best_time
 SIZES = {"tiny": dict(num_envs=2, updates=1, parity_envs=2, repeats=1, paper_updates=0),
          "quick": dict(num_envs=None, updates=2, parity_envs=None, repeats=2, paper_updates=1),
          "full": dict(num_envs=None, updates=4, parity_envs=None, repeats=5, paper_updates=1)}
-ENV_METHODS = ("reset", "observe", "state", "act", "end_frame", "frame_reward")
+ENV_METHODS = ("reset", "observe", "state", "act", "end_frame", "frame_reward", "frame_rewards")
 TARGET_UPDATE = 1.0  # MAPPO update time / CleanRL-style PPO update time, at most
 TARGET_END_TO_END = 0.5  # MAPPO training frames/s / random-policy env frames/s at the same batch, at least
 CLASSES = 16  # the CleanRL-style policy: independent categoricals of 16 classes (MultiDiscrete)
@@ -118,14 +118,24 @@ def update_parity(num_envs: int | None, repeats: int, seed: int = 0) -> dict[str
             "minibatches": hyper.minibatches, "num_envs": hyper.num_envs}
 
 
-def _timed(fn, totals: dict, key: str):
+def _timed(fn, totals: dict, *keys: str, nested: list | None = None):
+    """fn, adding its wall time to totals[key] for each key; with `nested` (a shared one-element depth
+    counter), only calls not made from inside another such call count (an env method calling another)."""
     @wraps(fn)
     def wrapper(*args, **kwargs):
+        outer = nested is None or nested[0] == 0
+        if nested is not None:
+            nested[0] += 1
         start = time.perf_counter()
         try:
             return fn(*args, **kwargs)
         finally:
-            totals[key] += time.perf_counter() - start
+            if nested is not None:
+                nested[0] -= 1
+            if outer:
+                elapsed = time.perf_counter() - start
+                for key in keys:
+                    totals[key] += elapsed
     return wrapper
 
 
@@ -140,9 +150,9 @@ def profile_training(num_envs: int | None, updates: int, seed: int = 0, device: 
     def instrumented_env(*args, **kwargs):
         env = make_env(*args, **kwargs)
         # a subclass with the timed methods, so that a copy of the env (the self-critical baselines') times its own calls
-        cls = type(env)
+        cls, depth = type(env), [0]
         env.__class__ = type(f"Timed{cls.__name__}", (cls,),
-                             {name: _timed(_timed(getattr(cls, name), totals, name), totals, "env")
+                             {name: _timed(getattr(cls, name), totals, name, "env", nested=depth)
                               for name in ENV_METHODS})
         return env
 
@@ -211,9 +221,10 @@ def _run(scale: str) -> Section:
     sec.figure("MAPPO time share: environment", env / total, "fraction", f"{env:.2f} s of {total:.2f} s")
     sec.figure("MAPPO time share: learner (advantages + PPO epochs)", learner / total, "fraction",
                f"{learner:.2f} s of {total:.2f} s")
-    sec.figure("MAPPO environment time scoring the mode continuations", t["frame_reward"] / env,
-               "fraction of environment time", f"{t['frame_reward']:.2f} s of {env:.2f} s (frame_reward: the default "
-               f"baseline's continuations, one per stage and frame)")
+    scoring = t["frame_reward"] + t["frame_rewards"]
+    sec.figure("MAPPO environment time scoring the mode continuations", scoring / env,
+               "fraction of environment time", f"{scoring:.2f} s of {env:.2f} s (frame_rewards: the default "
+               f"baseline's continuations, one per stage, scored together once per frame)")
     sec.lines += [f"Default preset, device cpu, {cfg['updates']} updates x {b} envs x {frames} frames = "
                   f"{t['frames']:.0f} frames in {total:.2f} s: **{fps:.1f} frames/s**; the random-policy environment "
                   f"alone at the same batch: {env_fps:.1f} frames/s (ratio {fps / env_fps:.2f}, target >= "
@@ -222,9 +233,9 @@ def _run(scale: str) -> Section:
                   f"run's one-core {flop_rate:.3g} flop/s), so even a learner at the matmul floor would reach at most "
                   f"{bound:.2f} of the environment's frames/s.", "",
                   "| phase | seconds | share |", "|---|---|---|"]
-    for name, sec_s in (("environment (reset/observe/state/act/end_frame/frame_reward)", env),
-                        ("of which: scoring the mode continuations (frame_reward, the self-critical baseline's)",
-                         t["frame_reward"]),
+    for name, sec_s in (("environment (reset/observe/state/act/end_frame/frame_reward(s))", env),
+                        ("of which: scoring the mode continuations (frame_rewards, the self-critical baseline's)",
+                         scoring),
                         ("policy inference in rollouts (actors, sampling, buffers)", policy),
                         ("learner (advantages + PPO epochs)", learner),
                         ("other (env/network construction, bookkeeping)", other)):

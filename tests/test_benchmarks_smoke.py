@@ -75,6 +75,20 @@ def test_mappo_figures_carry_their_targets(sections):
     assert 0 < scoring < 1
 
 
+def test_env_timers_count_a_method_called_from_another_once():
+    """profile_training's env timers share a depth counter: a timed method called from inside another (ent-usr's
+    frame_rewards calling frame_reward, a branch's calls) adds nothing, so the env share is not counted twice."""
+    from collections import defaultdict
+    totals, depth, calls = defaultdict(float), [0], []
+    inner = bench_mappo._timed(lambda: calls.append("inner"), totals, "inner", "env", nested=depth)
+    outer = bench_mappo._timed(lambda: (inner(), inner()), totals, "outer", "env", nested=depth)
+    outer()
+    assert calls == ["inner", "inner"] and depth == [0]
+    assert totals["inner"] == 0 and totals["outer"] > 0 and totals["env"] == totals["outer"]
+    inner()  # called on its own it counts
+    assert totals["inner"] > 0 and totals["env"] == totals["outer"] + totals["inner"]
+
+
 def test_cleanrl_baseline_has_the_requested_parameter_count():
     agent = bench_mappo.CleanRLAgent(100, (32, 32), 50_000)
     n = sum(p.numel() for p in agent.parameters())

@@ -295,6 +295,60 @@ def test_categorical_closed_form_gradient_matches_autograd(size, classes, scale,
     assert torch.allclose(grad, want, rtol=1e-9, atol=1e-12)
 
 
+def _blocked_equals_one_pass(run, x, kind, block, monkeypatch):
+    """run() under one block and under `block` elements per block: every output equal bit for bit; the
+    blocks cover x's leading axis once, each but the last a multiple of H.ALIGN elements."""
+    monkeypatch.setitem(H.BLOCK_ELEMENTS, kind, 1 << 30)
+    whole = run()
+    monkeypatch.setitem(H.BLOCK_ELEMENTS, kind, block)
+    blocks = H.row_blocks(x, block)
+    n, row = x.shape[0], x[:1].numel()
+    assert torch.equal(torch.cat([torch.arange(n)[b] for b in blocks]), torch.arange(n))
+    assert all(len(range(n)[b]) * row % H.ALIGN == 0 for b in blocks[:-1])
+    assert len(blocks) == 1 if block >= n * row else len(blocks) >= 2  # small blocks do split the tensor
+    for x_blocked, x_whole in zip(run(), whole):
+        assert torch.equal(x_blocked, x_whole)
+    return whole
+
+
+@pytest.mark.parametrize("block", [1, 3000, 1 << 30])  # the smallest aligned blocks, uneven ones, one block
+@pytest.mark.parametrize("classes", [16, 5])  # rows of 2 x 7 x 16 = 224 and of 70 elements (unaligned)
+def test_categorical_blocks_give_the_values_of_one_pass(block, classes, monkeypatch):
+    """categorical_log_prob_entropy runs over blocks of the leading axis: on a strided slice of an output layer
+    (as the FPB's beam logits), log-probabilities, entropies and the gradient equal bit for bit those of the
+    whole tensor at once (one block)."""
+    g = torch.Generator().manual_seed(3)
+    out = torch.randn(45, 2, 8 + 7 * classes, generator=g) * 3
+    z = out[..., 8:].unflatten(-1, (7, classes)).requires_grad_()  # non-contiguous, as split from the output layer
+    a = torch.randint(0, classes, (45, 2, 7), generator=g)
+    wl, we = torch.randn(45, 2, 7, generator=g), torch.randn(45, 2, 7, generator=g)
+
+    def run():
+        logp, ent = H.categorical_log_prob_entropy(z, a)
+        return logp, ent, torch.autograd.grad((logp * wl).sum() + (ent * we).sum(), z)[0]
+
+    whole = _blocked_equals_one_pass(run, z, "categorical", block, monkeypatch)
+    assert torch.equal(whole[0], torch.log_softmax(z, -1).gather(-1, a.unsqueeze(-1)).squeeze(-1))
+
+
+@pytest.mark.parametrize("block", [1, 3000, 1 << 30])
+@pytest.mark.parametrize("size", [48, 5])  # rows of 2 x 48 and 2 x 5 (unaligned) components
+def test_beta_blocks_give_the_values_of_one_pass(block, size, monkeypatch):
+    """beta_log_prob_entropy runs over blocks of the leading axis: log-densities, entropies and both gradients
+    (parameters and the point u) equal bit for bit those of one pass, on a strided slice of an output layer."""
+    g = torch.Generator().manual_seed(4)
+    out = torch.randn(45, 2, 2 * size + 3, generator=g) * 2
+    p = out[..., 3:].requires_grad_()
+    u = (torch.rand(45, 2, size, generator=g) * 0.98 + 0.01).requires_grad_()
+    wl, we = torch.randn(45, 2, size, generator=g), torch.randn(45, 2, size, generator=g)
+
+    def run():
+        logp, ent = H.beta_log_prob_entropy(p, u, 0.7)
+        return logp, ent, *torch.autograd.grad((logp * wl).sum() + (ent * we).sum(), (p, u))
+
+    _blocked_equals_one_pass(run, u, "beta", block, monkeypatch)
+
+
 def test_agent_linear_batched_product_equals_einsum():
     from isacbench.solvers.mappo.networks import AgentLinear
 

@@ -216,12 +216,19 @@ def _run(scale: str) -> Section:
                  f"(2 + 6 x {u['epochs']} epochs) x {u['params']:,} parameters = "
                  f"{(2 + 6 * u['epochs']) * u['params'] / 1e6:.0f} Mflop per frame at {flop_rate:.3g} flop/s = "
                  f"{floor * 1e3:.2f} ms vs env {1e3 / env_fps:.2f} ms per frame")
+    # what the environment work of MAPPO's own rollouts allows: the default baseline's continuations play and score
+    # every frame again once per stage, so even with free inference and learner the ratio stays below this
+    env_per_frame = env / t["frames"]
+    sec.fraction("MAPPO frames/s / env frames/s, bound from MAPPO's own environment work", 1.0 / env_fps,
+                 env_per_frame, None,
+                 f"the rollouts' environment calls (the frame, the continuations' stages and scoring) take "
+                 f"{env_per_frame * 1e3:.2f} ms per frame vs the random policy's {1e3 / env_fps:.2f} ms")
     sec.figure("MAPPO training frames/s (CPU, default preset)", fps, "frames/s",
                f"{t['frames']:.0f} frames in {total:.2f} s ({cfg['updates']} updates x {b} envs)")
     sec.figure("MAPPO time share: environment", env / total, "fraction", f"{env:.2f} s of {total:.2f} s")
     sec.figure("MAPPO time share: learner (advantages + PPO epochs)", learner / total, "fraction",
                f"{learner:.2f} s of {total:.2f} s")
-    scoring = t["frame_reward"] + t["frame_rewards"]
+    scoring = t.get("frame_reward", 0.0) + t.get("frame_rewards", 0.0)
     sec.figure("MAPPO environment time scoring the mode continuations", scoring / env,
                "fraction of environment time", f"{scoring:.2f} s of {env:.2f} s (frame_rewards: the default "
                f"baseline's continuations, one per stage, scored together once per frame)")
@@ -231,7 +238,11 @@ def _run(scale: str) -> Section:
                   f"{TARGET_END_TO_END}). The networks' matrix products alone cost {floor * 1e3:.2f} ms per frame "
                   f"((2 + 6 x {u['epochs']} epochs) flops per parameter per frame, {u['params']:,} parameters, at this "
                   f"run's one-core {flop_rate:.3g} flop/s), so even a learner at the matmul floor would reach at most "
-                  f"{bound:.2f} of the environment's frames/s.", "",
+                  f"{bound:.2f} of the environment's frames/s. The rollouts' own environment work (each frame, plus the "
+                  f"default baseline's mode continuations: the frame's later stages played again on branches and "
+                  f"scored) takes {env_per_frame * 1e3:.2f} ms per frame, {env_per_frame * env_fps:.1f}x the "
+                  f"random policy's: with free inference and learner the ratio would be "
+                  f"{1 / (env_per_frame * env_fps):.2f}.", "",
                   "| phase | seconds | share |", "|---|---|---|"]
     for name, sec_s in (("environment (reset/observe/state/act/end_frame/frame_reward(s))", env),
                         ("of which: scoring the mode continuations (frame_rewards, the self-critical baseline's)",

@@ -69,6 +69,8 @@ def test_mappo_figures_carry_their_targets(sections):
     assert upd.met == (upd.value <= upd.target)
     e2e = res["MAPPO frames/s / env frames/s"]
     assert e2e.target == bench_mappo.TARGET_END_TO_END and not e2e.at_most
+    env_bound = res["MAPPO frames/s / env frames/s, bound from MAPPO's own environment work"]
+    assert 0 < e2e.value <= env_bound.value  # the environment is timed inside the training run
     shares = [r.value for r in sections["bench_mappo"].results if r.unit == "fraction"]
     assert len(shares) == 2 and all(0 < s < 1 for s in shares) and sum(shares) < 1
     scoring = res["MAPPO environment time scoring the mode continuations"].value  # the default's G_s (stagewise)

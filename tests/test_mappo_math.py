@@ -311,6 +311,12 @@ def _blocked_equals_one_pass(run, x, kind, block, monkeypatch):
     return whole
 
 
+def test_row_blocks_split_cpu_tensors_only():
+    """The blocks fit the CPU's cache; a tensor elsewhere (a GPU; `meta` here) is one block."""
+    assert len(H.row_blocks(torch.zeros(100, 2, 6144), 1 << 18)) == 5  # 21 rows of 12,288 per block
+    assert H.row_blocks(torch.zeros(100, 2, 6144, device="meta"), 1 << 18) == [slice(None)]
+
+
 @pytest.mark.parametrize("block", [1, 3000, 1 << 30])  # the smallest aligned blocks, uneven ones, one block
 @pytest.mark.parametrize("classes", [16, 5])  # rows of 2 x 7 x 16 = 224 and of 70 elements (unaligned)
 def test_categorical_blocks_give_the_values_of_one_pass(block, classes, monkeypatch):

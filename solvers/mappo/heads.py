@@ -152,7 +152,10 @@ def row_blocks(x: torch.Tensor, elements: int) -> list[slice]:
     the last holding a multiple of ALIGN elements. torch's elementwise loops compute whole SIMD vectors and a
     scalar tail, and some functions round differently in the two (sigmoid does, on 4 % of float32 inputs with
     torch 2.13): with aligned blocks every element of a contiguous block falls in the same kind of loop as in one
-    pass over x, so blocked results equal one pass's (tests/test_mappo_math.py)."""
+    pass over x, so blocked results equal one pass's (tests/test_mappo_math.py). Off the CPU (a GPU has no such
+    cache to fit), one block."""
+    if x.device.type != "cpu":
+        return [slice(None)]
     n, row = (x.shape[0], x[:1].numel()) if x.dim() else (1, 1)
     step = ALIGN // math.gcd(max(row, 1), ALIGN)  # rows per aligned unit
     rows = max(step, elements // max(row, 1) // step * step)

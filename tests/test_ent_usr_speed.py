@@ -471,3 +471,38 @@ def test_decode_picks_each_aps_fpb_entries_as_the_previous_take_along_axis(confi
     np.testing.assert_array_equal(got.beam_fed, want_beam)
     _, fed_mask = model.service_masks(p, got)
     np.testing.assert_array_equal(got.frac_fed.view(np.uint8), act.project_simplex(frac_fed, fed_mask).view(np.uint8))
+
+
+def _assert_same_outputs(a: dict, b: dict) -> None:
+    assert set(a) == set(b)
+    for key, value in a.items():
+        if isinstance(value, dict):
+            for k2, v2 in value.items():
+                np.testing.assert_array_equal(b[key][k2], v2, err_msg=f"{key}/{k2}")
+        else:
+            np.testing.assert_array_equal(b[key], value, err_msg=key)
+
+
+def test_frame_terms_are_kept_on_the_state_and_change_no_output():
+    """FrameState.terms: the decision-independent terms are computed once per state and Params, read-only, and
+    every output of model.evaluate on a state that kept them equals, bit for bit, a fresh state's, for several
+    decisions on the same state (as a frame problem evaluates them), codebook and true-MRT beams."""
+    task = EntUsrTask({"scenario": "cooperative"})
+    env = task.make_env(5, 2)
+    rng = np.random.default_rng(8)
+    for stage in env.stages:
+        env.act({role: env.roles[role].sample(env.num_envs, rng) for role in stage})
+    kept = env.frame_state()
+    d = act.decode(env.p, env.actions)
+    mrt_d = act.decode(env.p, env.actions)
+    mrt_d.beam_loc[:, :1] = model.mrt.TRUE_MRT  # true MRT for one local service per AP: the mrt.beams / fim path
+    for decision in (d, mrt_d, d):
+        _assert_same_outputs(model.evaluate(env.p, env.frame_state(), decision), model.evaluate(env.p, kept, decision))
+    terms = kept.terms(env.p)
+    assert kept.terms(env.p) is terms and env.frame_state().terms(env.p) is not terms
+    assert kept.terms(EntUsrTask({"scenario": "cooperative"}).params) is not terms  # other Params: computed anew
+    with pytest.raises(ValueError, match="read-only"):
+        terms.J_pred[0, 0, 0, 0] = 1.0
+    problem = task.frame_problems(env)[0]  # many decisions on one kept state, each as on a fresh problem's
+    for x in (problem.space.sample(rng) for _ in range(3)):
+        assert problem.evaluate(x) == task.frame_problems(env)[0].evaluate(x)

@@ -37,6 +37,42 @@ class FrameState:
     def stack(items: list["FrameState"]) -> "FrameState":
         return FrameState(**{f.name: np.concatenate([getattr(s, f.name) for s in items]) for f in fields(FrameState)})
 
+    def terms(self, p: Params) -> "FrameTerms":
+        """The frame's decision-independent terms, computed on the first call for `p` and kept on this state (a
+        frame problem evaluates hundreds of decisions on one state). A new state (`take`, `stack`) computes its own."""
+        cached = self.__dict__.get("_terms")
+        if cached is None or cached[0] is not p:
+            cached = self.__dict__["_terms"] = (p, FrameTerms.of(p, self))
+        return cached[1]
+
+
+@dataclass(frozen=True)
+class FrameTerms:
+    """What a frame's outcome needs that no decision changes (read-only arrays): the bearings of the predicted
+    targets th_q (B, MA, MQ), the sensing geometry (`sensing.geometry`: dist, tau_leg, f_leg; eq. 6), the codebook
+    gains |v(theta_aq)^H v(theta_l)|^2 (B, MA, MQ, n_angles) of eq. 32 and the prior information J_pred (eq. 36)."""
+
+    th_q: np.ndarray
+    dist: np.ndarray
+    tau_leg: np.ndarray
+    f_leg: np.ndarray
+    code_gain: np.ndarray
+    J_pred: np.ndarray
+
+    @staticmethod
+    def of(p: Params, s: FrameState) -> "FrameTerms":
+        b = s.ap.shape[0]
+        th_q = channels.bearing(s.ap, s.x_pred[..., :2])  # at the predicted positions (Remark 4)
+        dist, tau_leg, f_leg = sensing.geometry(s.ap, s.x_pred, p.fc)
+        vq = channels.steering(th_q, p.N).conj()
+        code_gain = np.abs(vq.reshape(-1, p.N) @ channels.steering(p.angles, p.N).T).reshape(
+            b, p.MA, p.MQ, p.n_angles) ** 2
+        G, E = sensing.transition(p)
+        out = FrameTerms(th_q, dist, tau_leg, f_leg, code_gain, sensing.prior_information(s.J_prev, G, E))
+        for f in fields(out):
+            getattr(out, f.name).setflags(write=False)
+        return out
+
 
 @dataclass
 class Decision:
@@ -127,7 +163,8 @@ def evaluate(p: Params, s: FrameState, d: Decision, estimate_out: tuple[np.ndarr
     hl = _diag_blocks(h_hat, p)  # (B, M, A, K, N)
     dl = _diag_blocks(delta, p)  # (B, M, A, K)
     sub_ap = d.group[:, ca][:, :, None] == d.group[:, None, :]  # (B, MA, M): i in S_{r(a)}
-    th_q = channels.bearing(s.ap, s.x_pred[..., :2])  # (B, MA, MQ) at the predicted positions
+    t = s.terms(p)
+    th_q = t.th_q  # (B, MA, MQ) at the predicted positions
     beam_loc, beam_fed = resolve_mrt(p, d, hl, h_hat, sub_ap, th_q)
     exact = mrt.beams(p, d, hl, h_hat, th_q, beam_loc, beam_fed)  # None: codebook beams only (mrt.TRUE_MRT)
 
@@ -185,11 +222,10 @@ def evaluate(p: Params, s: FrameState, d: Decision, estimate_out: tuple[np.ndarr
     rate = np.where(d.fed_users, rate_fed, rate_loc)
 
     # ---- sensing (eq. 27-38) at the predicted target states (Remark 4)
-    dist, tau_leg, f_leg = sensing.geometry(s.ap, s.x_pred, p.fc)
+    dist, tau_leg, f_leg = t.dist, t.tau_leg, t.f_leg
     # eq. 32: Gamma_aq = sum_s p_as |v(theta_aq)^H w_as|^2; the beams lie on the codebook, so sum the
     # powers per codebook angle first, then weight by the codebook gains |v(theta_aq)^H v(theta_l)|^2
-    vq = channels.steering(th_q, p.N).conj()
-    code_gain = np.abs(vq.reshape(-1, p.N) @ code.T).reshape(b, p.MA, p.MQ, p.n_angles) ** 2
+    code_gain = t.code_gain
     gam_loc = (code_gain @ _power_per_angle(pw_loc, beam_loc, p.n_angles)[..., None])[..., 0]
     gam_fed = (code_gain @ _power_per_angle(pw_fed, beam_fed, p.n_angles)[..., None])[..., 0]
     gamma = np.where(d.fed_targets[:, None, :], gam_fed, gam_loc)
@@ -207,8 +243,7 @@ def evaluate(p: Params, s: FrameState, d: Decision, estimate_out: tuple[np.ndarr
         F = sensing.fim(tau_leg, f_leg, u, u * gamma * (sensing.radar_constant(p) / p.noise), sums)
     else:  # true-MRT beams: eq. 32 with the actual vectors, per subband (a federated user's beam depends on it)
         F = mrt.fim(p, d, exact, pw_loc, pw_fed, th_q, tau_leg, f_leg, u, sums_loc[:, cq], b_fed_cell, l_fed_r)
-    G, E = sensing.transition(p)
-    J_pred = sensing.prior_information(s.J_prev, G, E)
+    J_pred = t.J_pred
     J = J_pred + F  # eq. 36
     err_pos, err_vel = sensing.errors(J)
 

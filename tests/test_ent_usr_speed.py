@@ -222,6 +222,16 @@ def test_mmse_estimate_phase_one_shapes_equal_the_direct_formula():
     np.testing.assert_array_equal(delta, channels.error_variance(lam_bar, pilots, p.p_ce, p.noise))
 
 
+def _assert_same_outputs(a: dict, b: dict) -> None:
+    assert set(a) == set(b)
+    for key, value in a.items():
+        if isinstance(value, dict):
+            for k2, v2 in value.items():
+                np.testing.assert_array_equal(b[key][k2], v2, err_msg=f"{key}/{k2}")
+        else:
+            np.testing.assert_array_equal(b[key], value, err_msg=key)
+
+
 @pytest.mark.parametrize("config", [{}, {"topology": "cfn-only"}])
 def test_blockwise_evaluate_equals_one_call(config):
     """env.evaluate_blocks (end_frame's evaluate on blocks of environments) returns what one
@@ -235,13 +245,7 @@ def test_blockwise_evaluate_equals_one_call(config):
         d = act.decode(env.p, env.actions)
         whole = model.evaluate(env.p, env.frame_state(), d)
         blocks = ent_env.evaluate_blocks(env.p, env.frame_state(), d, block=8)  # 5 blocks of 7-8
-        assert set(blocks) == set(whole)
-        for key, value in whole.items():
-            if isinstance(value, dict):
-                for k2, v2 in value.items():
-                    np.testing.assert_array_equal(blocks[key][k2], v2, err_msg=f"{key}/{k2}")
-            else:
-                np.testing.assert_array_equal(blocks[key], value, err_msg=key)
+        _assert_same_outputs(whole, blocks)
         env.end_frame()
 
 
@@ -471,16 +475,6 @@ def test_decode_picks_each_aps_fpb_entries_as_the_previous_take_along_axis(confi
     np.testing.assert_array_equal(got.beam_fed, want_beam)
     _, fed_mask = model.service_masks(p, got)
     np.testing.assert_array_equal(got.frac_fed.view(np.uint8), act.project_simplex(frac_fed, fed_mask).view(np.uint8))
-
-
-def _assert_same_outputs(a: dict, b: dict) -> None:
-    assert set(a) == set(b)
-    for key, value in a.items():
-        if isinstance(value, dict):
-            for k2, v2 in value.items():
-                np.testing.assert_array_equal(b[key][k2], v2, err_msg=f"{key}/{k2}")
-        else:
-            np.testing.assert_array_equal(b[key], value, err_msg=key)
 
 
 def test_frame_terms_are_kept_on_the_state_and_change_no_output():

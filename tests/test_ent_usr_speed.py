@@ -18,6 +18,7 @@ import pytest
 from isacbench.tasks.ent_usr import EntUsrTask, channels, model, sensing
 from isacbench.tasks.ent_usr import actions as act
 from isacbench.tasks.ent_usr import env as ent_env
+from isacbench.tasks.ent_usr.mrt import TRUE_MRT
 
 REFERENCE = Path(__file__).parent / "data" / "ent_usr_reference.npz"
 CASES = {"default": {}, "m9": {"M": 9, "R": 2}, "ccn": {"topology": "ccn-only"}, "cfn": {"topology": "cfn-only"}}
@@ -489,7 +490,7 @@ def test_frame_terms_are_kept_on_the_state_and_change_no_output():
     kept = env.frame_state()
     d = act.decode(env.p, env.actions)
     mrt_d = act.decode(env.p, env.actions)
-    mrt_d.beam_loc[:, :1] = model.mrt.TRUE_MRT  # true MRT for one local service per AP: the mrt.beams / fim path
+    mrt_d.beam_loc[:, :1] = TRUE_MRT  # true MRT for one local service per AP: the mrt.beams / fim path
     for decision in (d, mrt_d, d):
         _assert_same_outputs(model.evaluate(env.p, env.frame_state(), decision), model.evaluate(env.p, kept, decision))
     terms = kept.terms(env.p)

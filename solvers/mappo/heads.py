@@ -275,7 +275,8 @@ class _CategoricalLogProbEntropy(torch.autograd.Function):
         prob, plogp = z.new_empty(z.shape), z.new_empty(z.shape)
         logp, ent = z.new_empty(z.shape[:-1]), z.new_empty(z.shape[:-1])
         idx = a.unsqueeze(-1)
-        for sl in row_blocks(z, BLOCK_ELEMENTS["categorical"]):
+        ctx.blocks = row_blocks(z, BLOCK_ELEMENTS["categorical"])  # the backward's blocks too
+        for sl in ctx.blocks:
             logp_all = torch.log_softmax(z[sl], dim=-1)
             torch.exp(logp_all, out=prob[sl])
             torch.mul(prob[sl], logp_all, out=plogp[sl])
@@ -293,7 +294,7 @@ class _CategoricalLogProbEntropy(torch.autograd.Function):
         coef = torch.addcmul(g_logp, g_ent, ent).neg_().unsqueeze(-1)
         g_neg = g_ent.neg().unsqueeze(-1)
         grad = torch.empty_like(prob)
-        for sl in row_blocks(prob, BLOCK_ELEMENTS["categorical"]):
+        for sl in ctx.blocks:
             block = grad[sl]
             torch.mul(plogp[sl], g_neg[sl], out=block)
             block.addcmul_(prob[sl], coef[sl])

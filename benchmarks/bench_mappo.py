@@ -7,6 +7,7 @@ env's share; a method called from another counts once), the rollout collection (
 """
 from __future__ import annotations
 
+import threading
 import time
 from collections import defaultdict
 from contextlib import ExitStack
@@ -24,17 +25,18 @@ from isacbench.solvers.mappo import solver as mappo_solver
 from isacbench.solvers.mappo.algorithm import make_optimizer, prepare, update
 from isacbench.solvers.mappo.config import MappoConfig
 from isacbench.solvers.mappo.policy import ActorCritic
-from isacbench.solvers.mappo.rollout import collect
+from isacbench.solvers.mappo.rollout import Continuations, collect
 from isacbench.tasks.ent_usr import EntUsrTask
 
 from . import bench_env
 from .common import Section, best_time
 
-# num_envs / updates: the training run (None: the preset's num_envs); parity_envs: rollout of the update
-# benchmark (None: the preset's); paper_updates: updates of the paper-preset run (0: skipped)
-SIZES = {"tiny": dict(num_envs=2, updates=1, parity_envs=2, repeats=1, paper_updates=0),
-         "quick": dict(num_envs=None, updates=2, parity_envs=None, repeats=2, paper_updates=1),
-         "full": dict(num_envs=None, updates=4, parity_envs=None, repeats=5, paper_updates=1)}
+# num_envs / updates: the training run (None: the preset's num_envs); training_repeats: interleaved pairs of
+# training runs (continuations on the worker thread / inline), the fastest of each reported; parity_envs: rollout
+# of the update benchmark (None: the preset's); paper_updates: updates of the paper-preset run (0: skipped)
+SIZES = {"tiny": dict(num_envs=2, updates=1, parity_envs=2, repeats=1, training_repeats=1, paper_updates=0),
+         "quick": dict(num_envs=None, updates=2, parity_envs=None, repeats=2, training_repeats=1, paper_updates=1),
+         "full": dict(num_envs=None, updates=4, parity_envs=None, repeats=5, training_repeats=3, paper_updates=1)}
 ENV_METHODS = ("reset", "observe", "state", "act", "end_frame", "frame_reward", "frame_rewards")
 TARGET_UPDATE = 1.0  # MAPPO update time / CleanRL-style PPO update time, at most
 TARGET_END_TO_END = 0.5  # MAPPO training frames/s / random-policy env frames/s at the same batch, at least
@@ -118,31 +120,48 @@ def update_parity(num_envs: int | None, repeats: int, seed: int = 0) -> dict[str
             "minibatches": hyper.minibatches, "num_envs": hyper.num_envs}
 
 
-def _timed(fn, totals: dict, *keys: str, nested: list | None = None):
-    """fn, adding its wall time to totals[key] for each key; with `nested` (a shared one-element depth
-    counter), only calls not made from inside another such call count (an env method calling another)."""
+def _timed(fn, totals: dict, *keys: str, nested: threading.local | None = None):
+    """fn, adding its wall time to totals[key] for each key, or to totals["worker:" + key] when called on
+    a thread other than the main one (mappo's continuation worker); with `nested` (a threading.local depth
+    counter shared by the timed methods), only calls not made from inside another such call on the same
+    thread count (an env method calling another)."""
     @wraps(fn)
     def wrapper(*args, **kwargs):
-        outer = nested is None or nested[0] == 0
+        depth = getattr(nested, "depth", 0) if nested is not None else 0
         if nested is not None:
-            nested[0] += 1
+            nested.depth = depth + 1
         start = time.perf_counter()
         try:
             return fn(*args, **kwargs)
         finally:
             if nested is not None:
-                nested[0] -= 1
-            if outer:
+                nested.depth = depth
+            if depth == 0:
                 elapsed = time.perf_counter() - start
+                prefix = "" if threading.current_thread() is threading.main_thread() else "worker:"
                 for key in keys:
-                    totals[key] += elapsed
+                    totals[prefix + key] += elapsed
+    return wrapper
+
+
+def _env_share(fn, totals: dict, key: str):
+    """fn, adding to totals[key] the environment time (`env`, or `worker:env` on a worker thread) the timed env
+    methods record during its calls: the continuations' own environment work, on either thread."""
+    @wraps(fn)
+    def wrapper(*args, **kwargs):
+        env = "env" if threading.current_thread() is threading.main_thread() else "worker:env"
+        before = totals[env]
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            totals[key] += totals[env] - before
     return wrapper
 
 
 def profile_training(num_envs: int | None, updates: int, seed: int = 0, device: str = "cpu",
-                     preset: str = "default") -> dict[str, float]:
+                     preset: str = "default", overlap: bool = True) -> dict[str, float]:
     """Train MAPPO for `updates` rollouts of num_envs episodes (None: the preset's); seconds per phase
-    and frames."""
+    (`worker:` phases: on the continuation worker thread, overlapping the others) and frames."""
     totals: dict[str, float] = defaultdict(float)
     task = EntUsrTask()
     make_env = task.make_env
@@ -150,13 +169,13 @@ def profile_training(num_envs: int | None, updates: int, seed: int = 0, device: 
     def instrumented_env(*args, **kwargs):
         env = make_env(*args, **kwargs)
         # a subclass with the timed methods, so that a copy of the env (the self-critical baselines') times its own calls
-        cls, depth = type(env), [0]
+        cls, depth = type(env), threading.local()
         env.__class__ = type(f"Timed{cls.__name__}", (cls,),
                              {name: _timed(getattr(cls, name), totals, name, "env", nested=depth)
                               for name in ENV_METHODS})
         return env
 
-    cfg = {"preset": preset, "device": device} | ({} if num_envs is None else {"num_envs": num_envs})
+    cfg = {"preset": preset, "device": device, "overlap": overlap} | ({} if num_envs is None else {"num_envs": num_envs})
     solver = mappo_solver.MAPPO(cfg)
     num_envs = solver.config.hyper().num_envs
     budget = Budget(frames=updates * num_envs * task.params.frames)
@@ -164,6 +183,10 @@ def profile_training(num_envs: int | None, updates: int, seed: int = 0, device: 
         for name, key in (("collect", "rollout"), ("prepare", "learner"), ("update", "learner")):
             stack.enter_context(mock.patch.object(mappo_solver, name,
                                                   _timed(getattr(mappo_solver, name), totals, key)))
+        stack.enter_context(mock.patch.object(Continuations, "_score", _timed(
+            _env_share(Continuations._score, totals, "continuations:env"), totals, "continuations")))
+        stack.enter_context(mock.patch.object(Continuations, "rewards",  # the rollout waiting for the worker
+                                              _timed(Continuations.rewards, totals, "wait")))
         start = time.perf_counter()
         solver.train(instrumented_env, budget, solver_rng(seed), Reporter())
         totals["total"] = time.perf_counter() - start
@@ -195,17 +218,26 @@ def _run(scale: str) -> Section:
                   f"{u['mappo'] / u['cleanrl']:.2f} (target <= {TARGET_UPDATE}). One torch thread, best of "
                   f"{cfg['repeats']}.", ""]
 
-    # ---- end to end: training frames/s vs the random-policy environment at the same batch
-    t = profile_training(cfg["num_envs"], cfg["updates"])
+    # ---- end to end: training frames/s vs the random-policy environment at the same batch; the solver's
+    # default (the continuations on a worker thread where 2+ CPUs) and the continuations inline on one thread
+    runs = {True: [], False: []}
+    for _ in range(cfg["training_repeats"]):  # interleaved, so that both see the same load; the fastest of each
+        for overlap in runs:
+            runs[overlap].append(profile_training(cfg["num_envs"], cfg["updates"], overlap=overlap))
+    t, one = (min(runs[overlap], key=lambda x: x["total"]) for overlap in (True, False))
+    worker = mappo_solver.usable_cpus() > 1
     b = int(t["num_envs"])
     env_fps, _, _ = bench_env.batched_fps(EntUsrTask(), b, max(2, frames // 2))
-    total, env = t["total"], t["env"]
-    policy = t["rollout"] - env  # actor forward passes, sampling, buffer writes inside collect()
-    learner = t["learner"]
-    other = total - t["rollout"] - learner  # env construction, networks, checkpoints, bookkeeping
-    fps = t["frames"] / total
+    fps, fps_one = t["frames"] / t["total"], one["frames"] / one["total"]
+    mode = "continuations on the worker thread" if worker else "one CPU: continuations inline"
     sec.ratio("MAPPO frames/s / env frames/s", 1.0 / env_fps, 1.0 / fps, TARGET_END_TO_END,
-              f"{fps:.1f} vs {env_fps:.1f} frames/s at B={b} (training: {cfg['updates']} updates; env: random policy)")
+              f"{fps:.1f} vs {env_fps:.1f} frames/s at B={b} (training: {cfg['updates']} updates, {mode}; env: "
+              f"random policy, one thread)")
+    sec.ratio("MAPPO frames/s / env frames/s, continuations inline (one thread)", 1.0 / env_fps, 1.0 / fps_one,
+              None, f"{fps_one:.1f} vs {env_fps:.1f} frames/s (overlap=false)")
+    sec.ratio("MAPPO training, continuations on a worker thread vs inline", 1.0 / fps_one, 1.0 / fps, None,
+              f"{fps:.1f} vs {fps_one:.1f} frames/s, the fastest of {cfg['training_repeats']} interleaved runs of "
+              f"each" + ("" if worker else " (one CPU: both inline)"))
     # what the networks' matrix products alone allow: per frame, one actor forward in the rollout (2 flops
     # per parameter) and `epochs` forward + backward passes in the learner (6 flops per parameter each)
     flop_rate = bench_env.machine_rates(1 << 16)["flops"]
@@ -217,40 +249,61 @@ def _run(scale: str) -> Section:
                  f"{(2 + 6 * u['epochs']) * u['params'] / 1e6:.0f} Mflop per frame at {flop_rate:.3g} flop/s = "
                  f"{floor * 1e3:.2f} ms vs env {1e3 / env_fps:.2f} ms per frame")
     # what the environment work of MAPPO's own rollouts allows: the default baseline's continuations play and score
-    # every frame again once per stage, so even with free inference and learner the ratio stays below this
-    env_per_frame = env / t["frames"]
+    # every frame again once per stage, so even with free inference and learner the ratio stays below this; with
+    # the worker thread, the busier of the two threads' environment work bounds it
+    main_env, worker_env = t["env"] / t["frames"], t.get("worker:env", 0.0) / t["frames"]
+    all_env = one["env"] / one["frames"]
     sec.fraction("MAPPO frames/s / env frames/s, bound from MAPPO's own environment work", 1.0 / env_fps,
-                 env_per_frame, None,
-                 f"the rollouts' environment calls (the frame, the continuations' stages and scoring) take "
-                 f"{env_per_frame * 1e3:.2f} ms per frame vs the random policy's {1e3 / env_fps:.2f} ms")
+                 max(main_env, worker_env), None,
+                 f"the rollouts' environment calls take {main_env * 1e3:.2f} ms per frame on the main thread and "
+                 f"{worker_env * 1e3:.2f} ms on the worker thread vs the random policy's {1e3 / env_fps:.2f} ms "
+                 f"(inline, all on one thread: {all_env * 1e3:.2f} ms)")
+    sec.fraction("MAPPO frames/s / env frames/s, bound from MAPPO's own environment work, one thread",
+                 1.0 / env_fps, all_env, None,
+                 f"continuations inline: the rollouts' environment calls take {all_env * 1e3:.2f} ms per frame")
     sec.figure("MAPPO training frames/s (CPU, default preset)", fps, "frames/s",
-               f"{t['frames']:.0f} frames in {total:.2f} s ({cfg['updates']} updates x {b} envs)")
-    sec.figure("MAPPO time share: environment", env / total, "fraction", f"{env:.2f} s of {total:.2f} s")
-    sec.figure("MAPPO time share: learner (advantages + PPO epochs)", learner / total, "fraction",
-               f"{learner:.2f} s of {total:.2f} s")
-    scoring = t.get("frame_reward", 0.0) + t.get("frame_rewards", 0.0)
-    sec.figure("MAPPO environment time scoring the mode continuations", scoring / env,
-               "fraction of environment time", f"{scoring:.2f} s of {env:.2f} s (frame_rewards: the default "
-               f"baseline's continuations, one per stage, scored together once per frame)")
+               f"{t['frames']:.0f} frames in {t['total']:.2f} s ({cfg['updates']} updates x {b} envs, {mode})")
+    sec.figure("MAPPO training frames/s (CPU, default preset, continuations inline)", fps_one, "frames/s",
+               f"{one['frames']:.0f} frames in {one['total']:.2f} s")
+    sec.figure("MAPPO time share: environment", t["env"] / t["total"], "fraction",
+               f"main thread: {t['env']:.2f} s of {t['total']:.2f} s")
+    sec.figure("MAPPO time share: learner (advantages + PPO epochs)", t["learner"] / t["total"], "fraction",
+               f"{t['learner']:.2f} s of {t['total']:.2f} s")
+    cont_env = one["continuations:env"]
+    sec.figure("MAPPO environment work in the mode continuations", cont_env / one["env"],
+               "fraction of environment time", f"{cont_env:.2f} s of {one['env']:.2f} s, inline (the default "
+               f"baseline's continuations: the frame's later stages played on branches and scored, once per stage)")
     sec.lines += [f"Default preset, device cpu, {cfg['updates']} updates x {b} envs x {frames} frames = "
-                  f"{t['frames']:.0f} frames in {total:.2f} s: **{fps:.1f} frames/s**; the random-policy environment "
+                  f"{t['frames']:.0f} frames in {t['total']:.2f} s: **{fps:.1f} frames/s** ({mode}; "
+                  f"{fps_one:.1f} frames/s with them inline, {fps / fps_one:.2f}x); the random-policy environment "
                   f"alone at the same batch: {env_fps:.1f} frames/s (ratio {fps / env_fps:.2f}, target >= "
                   f"{TARGET_END_TO_END}). The networks' matrix products alone cost {floor * 1e3:.2f} ms per frame "
                   f"((2 + 6 x {u['epochs']} epochs) flops per parameter per frame, {u['params']:,} parameters, at this "
                   f"run's one-core {flop_rate:.3g} flop/s), so even a learner at the matmul floor would reach at most "
                   f"{bound:.2f} of the environment's frames/s. The rollouts' own environment work (each frame, plus the "
                   f"default baseline's mode continuations: the frame's later stages played again on branches and "
-                  f"scored) takes {env_per_frame * 1e3:.2f} ms per frame, {env_per_frame * env_fps:.1f}x the "
-                  f"random policy's: with free inference and learner the ratio would be "
-                  f"{1 / (env_per_frame * env_fps):.2f}.", "",
-                  "| phase | seconds | share |", "|---|---|---|"]
-    for name, sec_s in (("environment (reset/observe/state/act/end_frame/frame_reward(s))", env),
-                        ("of which: scoring the mode continuations (frame_rewards, the self-critical baseline's)",
-                         scoring),
-                        ("policy inference in rollouts (actors, sampling, buffers)", policy),
-                        ("learner (advantages + PPO epochs)", learner),
-                        ("other (env/network construction, bookkeeping)", other)):
-        sec.lines.append(f"| {name} | {sec_s:.2f} | {sec_s / total:.1%} |")
+                  f"scored) takes {all_env * 1e3:.2f} ms per frame, {all_env * env_fps:.1f}x the random policy's: "
+                  f"on one thread, with free inference and learner, the ratio would be {1 / (all_env * env_fps):.2f}. "
+                  f"The solver plays and scores the continuations on a worker thread (`overlap`, on by default where "
+                  f"the process has 2+ CPUs; the same values, tests/test_mappo_ent.py) while the rollout goes on.", "",
+                  "| phase | default: seconds | share | inline: seconds | share |", "|---|---|---|---|---|"]
+
+    def row(name: str, a: float, c: float) -> str:
+        return f"| {name} | {a:.2f} | {a / t['total']:.1%} | {c:.2f} | {c / one['total']:.1%} |"
+    for name, key in (("environment, main thread (reset/observe/state/act/end_frame/frame_reward(s))", "env"),
+                      ("policy inference in rollouts (actors, sampling, buffers; branching)", None),
+                      ("waiting for the worker thread at the rollout's end", "wait"),
+                      ("learner (advantages + PPO epochs)", "learner")):
+        if key is None:
+            sec.lines.append(row(name, *(x["rollout"] - x["env"] - x.get("wait", 0.0) for x in (t, one))))
+        else:
+            sec.lines.append(row(name, t.get(key, 0.0), one.get(key, 0.0)))
+    sec.lines.append(row("other (env/network construction, bookkeeping)",
+                         *(x["total"] - x["rollout"] - x["learner"] for x in (t, one))))
+    sec.lines.append(row("continuations: branches played at the mode and scored (inline: inside the rows above; "
+                         "default: on the worker thread, alongside them)",
+                         t.get("worker:continuations", 0.0) + t.get("continuations", 0.0), one["continuations"]))
+    sec.lines.append(row("of which environment calls", t["continuations:env"], cont_env))
     if cfg["paper_updates"]:
         tp = profile_training(None, cfg["paper_updates"], preset="paper")
         pfps = tp["frames"] / tp["total"]

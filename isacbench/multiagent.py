@@ -106,6 +106,7 @@ class MultiAgentEnv(ABC):
     def branch(self) -> "MultiAgentEnv":
         """An independent copy standing at the same point of the same frame: playing it on (`act`,
         `frame_reward`, `end_frame`, even `reset`) leaves this env, its state and its random stream as they
-        were (learners use it to score alternative actions on the same frame). Default: a deep copy; an env
-        may override it with a cheaper copy that shares the arrays it never modifies in place."""
+        were, and this env playing on leaves the copy as it was (learners use it to score alternative actions
+        on the same frame, possibly later or on another thread). Default: a deep copy; an env may override it
+        with a cheaper copy that shares the arrays neither modifies in place."""
         return copy.deepcopy(self)

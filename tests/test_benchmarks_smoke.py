@@ -3,6 +3,7 @@ computed from its own measurements, and the report is generated from them. No ti
 from __future__ import annotations
 
 import math
+import threading
 
 import numpy as np
 import pytest
@@ -73,22 +74,35 @@ def test_mappo_figures_carry_their_targets(sections):
     assert 0 < e2e.value <= env_bound.value  # the environment is timed inside the training run
     shares = [r.value for r in sections["bench_mappo"].results if r.unit == "fraction"]
     assert len(shares) == 2 and all(0 < s < 1 for s in shares) and sum(shares) < 1
-    scoring = res["MAPPO environment time scoring the mode continuations"].value  # the default's G_s (stagewise)
+    scoring = res["MAPPO environment work in the mode continuations"].value  # the default's G_s (stagewise)
     assert 0 < scoring < 1
+    inline = res["MAPPO frames/s / env frames/s, continuations inline (one thread)"]
+    assert 0 < inline.value <= res["MAPPO frames/s / env frames/s, bound from MAPPO's own environment work, "
+                                   "one thread"].value
+    worker = res["MAPPO training, continuations on a worker thread vs inline"].value
+    assert worker == pytest.approx(e2e.value / inline.value)
 
 
-def test_env_timers_count_a_method_called_from_another_once():
-    """profile_training's env timers share a depth counter: a timed method called from inside another (ent-usr's
-    frame_rewards calling frame_reward, a branch's calls) adds nothing, so the env share is not counted twice."""
+def test_env_timers_count_a_method_called_from_another_once_and_a_worker_threads_apart():
+    """profile_training's env timers share a per-thread depth counter: a timed method called from inside another
+    (ent-usr's frame_rewards calling frame_reward, a branch's calls) adds nothing, so the env share is not counted
+    twice; calls on another thread (mappo's continuation worker) count under `worker:` keys."""
     from collections import defaultdict
-    totals, depth, calls = defaultdict(float), [0], []
+    totals, depth, calls = defaultdict(float), threading.local(), []
     inner = bench_mappo._timed(lambda: calls.append("inner"), totals, "inner", "env", nested=depth)
     outer = bench_mappo._timed(lambda: (inner(), inner()), totals, "outer", "env", nested=depth)
     outer()
-    assert calls == ["inner", "inner"] and depth == [0]
+    assert calls == ["inner", "inner"] and depth.depth == 0
     assert totals["inner"] == 0 and totals["outer"] > 0 and totals["env"] == totals["outer"]
     inner()  # called on its own it counts
     assert totals["inner"] > 0 and totals["env"] == totals["outer"] + totals["inner"]
+    main = dict(totals)
+    worker = threading.Thread(target=outer)
+    worker.start()
+    worker.join()
+    assert calls == ["inner"] * 5 and dict((k, v) for k, v in totals.items() if not k.startswith("worker:")) == main
+    assert totals["worker:outer"] > 0 and totals["worker:env"] == totals["worker:outer"]
+    assert totals["worker:inner"] == 0
 
 
 def test_cleanrl_baseline_has_the_requested_parameter_count():

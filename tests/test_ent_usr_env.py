@@ -158,12 +158,23 @@ def _same(a: dict, b: dict) -> bool:
         _same(a[k], b[k]) if isinstance(a[k], dict) else np.array_equal(a[k], b[k]) for k in a)
 
 
+def _play_on(env, acts: dict, rng: np.random.Generator) -> None:
+    """env (whose first stage has acted) plays its other stages with `acts`, ends the frame, plays one more frame
+    of random actions and resets."""
+    for stage in env.stages[1:]:
+        env.act({r: acts[r] for r in stage})
+    env.end_frame()
+    play_frame(env, random_raw_actions(env, rng))
+    env.reset(9)
+
+
 @pytest.mark.parametrize("topology_name", ["ent", "cfn-only"])
 def test_branch_plays_on_without_moving_the_env(topology_name):
     """EntUsrEnv.branch (a shallow copy) is independent: a branch taken mid-frame plays other actions, ends
     its frame, plays a further frame and even resets, and the env keeps every array, action and its random
-    stream; it then continues exactly as an env that was never branched. The branch's own frame reward is
-    that of its actions, as on a deep copy (the contract's default)."""
+    stream; it then continues exactly as an env that was never branched. A deep copy (the contract's default)
+    playing the other actions scores otherwise (a branch scores as a deep copy:
+    `test_env_moving_on_leaves_a_branch_as_it_was`)."""
     task = EntUsrTask({**SMALL, "topology": topology_name})
     env, control = task.make_env(4, 5), task.make_env(4, 5)
     rng = np.random.default_rng(1)
@@ -172,13 +183,9 @@ def test_branch_plays_on_without_moving_the_env(topology_name):
         e.act({r: acts[r] for r in e.stages[0]})
     before = _snapshot(env)
     branch, deep = env.branch(), MultiAgentEnv.branch(env)
-    for b in (branch, deep):
-        for stage in b.stages[1:]:
-            b.act({r: other[r] for r in stage})
-    assert np.array_equal(branch.frame_reward(), deep.frame_reward())
-    branch.end_frame()
-    play_frame(branch, random_raw_actions(branch, rng))
-    branch.reset(9)
+    for stage in deep.stages[1:]:
+        deep.act({r: other[r] for r in stage})
+    _play_on(branch, other, rng)
     assert _same(_snapshot(env), before)
     for e in (env, control):
         for stage in e.stages[1:]:
@@ -186,6 +193,28 @@ def test_branch_plays_on_without_moving_the_env(topology_name):
     reward, control_reward = env.end_frame()[0], control.end_frame()[0]
     assert np.array_equal(reward, control_reward) and np.array_equal(env.h, control.h)
     assert not np.array_equal(reward, deep.frame_reward())  # the branch's other actions scored otherwise
+
+
+@pytest.mark.parametrize("topology_name", ["ent", "cfn-only"])
+def test_env_moving_on_leaves_a_branch_as_it_was(topology_name):
+    """The other direction of branch independence (mappo plays and scores its continuations on a worker thread
+    while the rollout goes on): a branch taken mid-frame, played only after its env has ended the frame, played
+    the next one and reset, has every array, action and random stream it had, and plays the frame as a deep copy
+    taken at the same moment."""
+    task = EntUsrTask({**SMALL, "topology": topology_name})
+    env = task.make_env(4, 5)
+    rng = np.random.default_rng(2)
+    acts, other = random_raw_actions(env, rng), random_raw_actions(env, rng)
+    env.act({r: acts[r] for r in env.stages[0]})
+    branch, deep = env.branch(), MultiAgentEnv.branch(env)
+    before = _snapshot(branch)
+    _play_on(env, acts, rng)
+    assert _same(_snapshot(branch), before)
+    for b in (branch, deep):
+        for stage in b.stages[1:]:
+            b.act({r: other[r] for r in stage})
+    assert np.array_equal(branch.frame_reward(), deep.frame_reward())
+    assert np.array_equal(branch.end_frame()[0], deep.end_frame()[0]) and np.array_equal(branch.h, deep.h)
 
 
 @pytest.mark.parametrize("topology_name", ["ent", "ccn-only"])

@@ -277,3 +277,46 @@ def test_stagewise_baseline_credits_each_stage_with_its_own_actions_and_telescop
     total = credited["lcp"] + credited["lpb"] + credited["fpb"]
     assert torch.allclose(total, centred_rewards(staged, "greedy", "lcp"), atol=1e-5)  # telescopes
     assert all(c.abs().max() > 0 for c in credited.values())  # every stage's samples differ from its mode
+
+
+@pytest.mark.parametrize("baseline", ["greedy", "stagewise"])
+def test_continuations_on_a_worker_thread_give_the_same_rollout(baseline):
+    """collect(overlap=True) plays and scores the mode continuations on a worker thread while the rollout goes
+    on: the rollout (samples, log-probabilities, rewards, every G_s) and the normalizers after it are bit-equal
+    to the inline run's, on an episode of several frames (the worker lags the env by up to a frame)."""
+    from isacbench.solvers.mappo.rollout import collect
+    task = ent_usr.EntUsrTask({"frames_per_episode": 4, "eval_episodes": 2, "scenario": "cooperative",
+                               "reference_federate": 0.5})
+    hyper = MAPPO({**TINY, "baseline": baseline}).config.hyper()
+    env = task.make_env(3, 0)
+    torch.manual_seed(0)
+    model = ActorCritic(env.roles, env.state_dim, hyper, env.reference_actions())
+    out = {}
+    for overlap in (False, True):
+        torch.manual_seed(1)
+        twin = copy.deepcopy(model)
+        out[overlap] = (collect(task.make_env(3, 0), twin, 7, torch.device("cpu"), baseline, overlap), twin)
+    (inline, m0), (worker, m1) = out[False], out[True]
+    assert inline.mode_rewards.shape == (4, 3, 1 if baseline == "greedy" else 3)
+    assert torch.equal(inline.mode_rewards, worker.mode_rewards) and torch.equal(inline.rewards, worker.rewards)
+    assert not torch.equal(inline.mode_rewards[..., 0], inline.rewards)
+    for role in inline.roles:
+        for key in ("obs", "log_prob", "state"):
+            assert torch.equal(inline.roles[role][key], worker.roles[role][key]), (role, key)
+    assert all(torch.equal(a, b) for a, b in zip(m0.state_dict().values(), m1.state_dict().values()))
+
+
+def test_a_failing_continuation_on_the_worker_thread_fails_the_rollout(monkeypatch):
+    """An error raised while the worker thread scores the continuations reaches collect's caller unchanged."""
+    from isacbench.solvers.mappo.rollout import collect
+    from isacbench.tasks.ent_usr.env import EntUsrEnv
+    task = ent_usr.EntUsrTask({**SMALL, "scenario": "cooperative"})
+    hyper = MAPPO({**TINY, "baseline": "stagewise"}).config.hyper()
+    env = task.make_env(2, 0)
+    model = ActorCritic(env.roles, env.state_dim, hyper, env.reference_actions())
+
+    def broken(self, branches):
+        raise FloatingPointError("scoring failed")
+    monkeypatch.setattr(EntUsrEnv, "frame_rewards", broken)
+    with pytest.raises(FloatingPointError, match="scoring failed"):
+        collect(env, model, 7, torch.device("cpu"), "stagewise", overlap=True)

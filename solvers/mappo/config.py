@@ -114,6 +114,9 @@ class MappoConfig(Config):
     deterministic: bool = Field(True, description="act with the policy's mode at evaluation (Sec. V-D1)")
     threads: int = Field(1, ge=1, le=256, description="torch intra-op threads while training (1 avoids "
                                                        "oversubscribing a shared CPU)")
+    overlap: bool = Field(True, description="play and score the baseline's mode continuations (greedy, stagewise) "
+                                            "on a worker thread while the rollout goes on: the same values, "
+                                            "faster where a second core is free (only used with 2+ CPUs)")
     checkpoint_every: int = Field(10, ge=1, description="save a checkpoint every N updates")
     eval_every: int = Field(10, ge=0, description="play the policy on the task's evaluation episodes every N "
                                                    "updates and after the last (logged as eval/<metric>); 0: never")

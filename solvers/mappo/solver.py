@@ -4,6 +4,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import logging
+import os
 import time
 from pathlib import Path
 from typing import ClassVar
@@ -31,6 +32,11 @@ def resolve_device(name: str, solver: str = "mappo") -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     return torch.device(name)
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask where the platform has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def anneal(start: float, end: float, fraction: float) -> float:
@@ -68,8 +74,8 @@ class MAPPO(LearningSolver):
     name = "mappo"
     description = "multi-agent PPO, centralized training / decentralized execution (ENT-USR Sec. V)"
     Config = MappoConfig
-    operational_keys: ClassVar[frozenset[str]] = frozenset({"device", "threads", "checkpoint_every", "eval_every",
-                                                            "resume"})
+    operational_keys: ClassVar[frozenset[str]] = frozenset({"device", "threads", "overlap", "checkpoint_every",
+                                                            "eval_every", "resume"})
 
     def settings(self) -> dict:
         """The non-default settings, and the baseline whenever it is not a critic (mean, greedy; a preset's
@@ -134,6 +140,7 @@ class MAPPO(LearningSolver):
         t0, k = time.perf_counter(), start_update
         last, metric_names = 0.0, ()
         evaluating = reporter.evaluate is not None and cfg.eval_every > 0
+        overlap = cfg.overlap and usable_cpus() > 1
         while True:
             elapsed = time.perf_counter() - t0
             if n_updates is not None and k >= n_updates:
@@ -142,7 +149,7 @@ class MAPPO(LearningSolver):
                 break
             frac = k / max(1, n_updates - 1) if n_updates is not None else elapsed / budget.seconds
             tick = time.perf_counter()
-            stats, metric_names = self._step(env, model, optimizer, hyper, entropy, k, frac, device)
+            stats, metric_names = self._step(env, model, optimizer, hyper, entropy, k, frac, device, overlap)
             if not np.isfinite(stats["loss"]):  # a diverged policy would act NaN: fail the run, record nothing
                 raise RuntimeError(f"solver {self.name}: training diverged at update {k + 1} (loss {stats['loss']})")
             last = time.perf_counter() - tick
@@ -170,7 +177,7 @@ class MAPPO(LearningSolver):
 
     @staticmethod
     def _step(env: MultiAgentEnv, model: ActorCritic, optimizer, hyper: Hyper, entropy: int, k: int,
-              frac: float, device: torch.device) -> tuple[dict[str, float], tuple[str, ...]]:
+              frac: float, device: torch.device, overlap: bool = False) -> tuple[dict[str, float], tuple[str, ...]]:
         """One update: collect a rollout, compute advantages, run the PPO epochs. Returns the
         update's statistics and the names of the environment's per-frame metrics among them."""
         env_seed, torch_seed = derive(entropy, 2, k)
@@ -179,7 +186,7 @@ class MAPPO(LearningSolver):
         with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
             torch.manual_seed(torch_seed)
             model.train()
-            rollout = collect(env, model, env_seed, device, hyper.baseline)
+            rollout = collect(env, model, env_seed, device, hyper.baseline, overlap)
             data = prepare(model, rollout, hyper)
             losses = update(model, optimizer, data, hyper, clip, ent_coef)
         stats = {**rollout.metrics, "return": rollout.episode_return, "reward": float(rollout.rewards.mean()),

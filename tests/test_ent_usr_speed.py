@@ -10,6 +10,7 @@ Kalman update, later frames) agree to rounding, well inside RTOL.
 """
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -478,6 +479,15 @@ def test_decode_picks_each_aps_fpb_entries_as_the_previous_take_along_axis(confi
     np.testing.assert_array_equal(got.frac_fed.view(np.uint8), act.project_simplex(frac_fed, fed_mask).view(np.uint8))
 
 
+def _fresh(s: model.FrameState) -> model.FrameState:
+    """A new state on the same arrays, without kept terms."""
+    return model.FrameState(**{f.name: getattr(s, f.name) for f in fields(s)})
+
+
+def _same_terms(a: model.FrameTerms, b: model.FrameTerms) -> bool:
+    return all(np.array_equal(getattr(a, f.name), getattr(b, f.name)) for f in fields(a))
+
+
 def test_frame_terms_are_kept_on_the_state_and_change_no_output():
     """FrameState.terms: the decision-independent terms are computed once per state and Params, read-only, and
     every output of model.evaluate on a state that kept them equals, bit for bit, a fresh state's, for several
@@ -492,12 +502,38 @@ def test_frame_terms_are_kept_on_the_state_and_change_no_output():
     mrt_d = act.decode(env.p, env.actions)
     mrt_d.beam_loc[:, :1] = TRUE_MRT  # true MRT for one local service per AP: the mrt.beams / fim path
     for decision in (d, mrt_d, d):
-        _assert_same_outputs(model.evaluate(env.p, env.frame_state(), decision), model.evaluate(env.p, kept, decision))
+        _assert_same_outputs(model.evaluate(env.p, _fresh(kept), decision), model.evaluate(env.p, kept, decision))
     terms = kept.terms(env.p)
-    assert kept.terms(env.p) is terms and env.frame_state().terms(env.p) is not terms
+    assert kept.terms(env.p) is terms and _fresh(kept).terms(env.p) is not terms
+    assert env.frame_state() is kept  # the env keeps one state per frame
     assert kept.terms(EntUsrTask({"scenario": "cooperative"}).params) is not terms  # other Params: computed anew
     with pytest.raises(ValueError, match="read-only"):
         terms.J_pred[0, 0, 0, 0] = 1.0
     problem = task.frame_problems(env)[0]  # many decisions on one kept state, each as on a fresh problem's
     for x in (problem.space.sample(rng) for _ in range(3)):
         assert problem.evaluate(x) == task.frame_problems(env)[0].evaluate(x)
+
+
+def test_the_env_keeps_one_state_per_frame_and_repeated_or_sliced_terms_equal_computed_ones():
+    """EntUsrEnv.frame_state is one object per frame (a branch shares it until its own arrays change), so the
+    frame's evaluations share its kept terms; a state's terms repeated (`FrameState.repeat`: frame_rewards' stacked
+    branches) or sliced (`take`: evaluate_blocks' blocks, any index) equal bit for bit the ones the new state
+    computes itself, and stay read-only."""
+    task = EntUsrTask({"scenario": "cooperative"})
+    env = task.make_env(5, 2)
+    rng = np.random.default_rng(3)
+    s, twin = env.frame_state(), env.branch()
+    assert env.frame_state() is s and twin.frame_state() is s
+    for stage in env.stages:
+        env.act({role: env.roles[role].sample(env.num_envs, rng) for role in stage})
+    assert env.frame_state() is s  # acting leaves the frame's state
+    env.end_frame()
+    assert env.frame_state() is not s and twin.frame_state() is s
+    s = env.frame_state()
+    for k in (2, 3):
+        rep = s.repeat(k, env.p)
+        assert rep.h.shape[0] == k * env.num_envs and _same_terms(rep.terms(env.p), _fresh(rep).terms(env.p))
+    for idx in (slice(1, 4), np.array([4, 0, 2]), np.array([True, False, True, True, False])):
+        part = s.take(idx)
+        assert _same_terms(part.terms(env.p), _fresh(part).terms(env.p))
+        assert not part.terms(env.p).code_gain.flags.writeable

@@ -178,8 +178,14 @@ class EntUsrEnv(MultiAgentEnv):
             self.stage += 1
 
     def frame_state(self) -> model.FrameState:
-        return model.FrameState(ap=self.ap, users=self.users, lam=self.lam, h=self.h, h_prev=self.h_prev,
-                                pilot_noise=self.pilot_noise, x_true=self.x, x_pred=self.x_pred, J_prev=self.J)
+        """The current frame's state: one object while the frame's arrays are the same (they are replaced, never
+        written in place), so its kept terms (`FrameState.terms`) serve every evaluation of the frame, the
+        branches' included (a branch shares the object until its own arrays change)."""
+        arrays = (self.ap, self.users, self.lam, self.h, self.h_prev, self.pilot_noise, self.x, self.x_pred, self.J)
+        s = self.__dict__.get("_frame_state")
+        if s is None or any(a is not getattr(s, f.name) for a, f in zip(arrays, fields(s))):
+            s = self._frame_state = model.FrameState(*arrays)
+        return s
 
     # ------------------------------------------------------------- observations
     def _lcp_features(self, hl: np.ndarray, dl: np.ndarray) -> np.ndarray:
@@ -319,7 +325,7 @@ class EntUsrEnv(MultiAgentEnv):
         if len(branches) < 2 or not all(isinstance(b, EntUsrEnv) and self._same_frame(b) for b in branches):
             return super().frame_rewards(branches)
         d = model.Decision.stack([b._decision("frame_reward") for b in branches])
-        reward = evaluate_blocks(self.p, model.FrameState.stack([self.frame_state()] * len(branches)), d)["reward"]
+        reward = evaluate_blocks(self.p, self.frame_state().repeat(len(branches), self.p), d)["reward"]
         return list(reward.reshape(len(branches), self.num_envs))
 
     def end_frame(self) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:

@@ -31,15 +31,28 @@ class FrameState:
     J_prev: np.ndarray  # (B, MQ, 4, 4) BFIM J_q[n-1]
 
     def take(self, idx) -> "FrameState":
-        return FrameState(**{f.name: getattr(self, f.name)[idx] for f in fields(self)})
+        """The environments `idx` of this state, with their part of its kept terms."""
+        out = FrameState(**{f.name: getattr(self, f.name)[idx] for f in fields(self)})
+        kept = self.__dict__.get("_terms")
+        if kept is not None:
+            out.__dict__["_terms"] = (kept[0], kept[1].map(lambda x: x[idx]))
+        return out
 
     @staticmethod
     def stack(items: list["FrameState"]) -> "FrameState":
         return FrameState(**{f.name: np.concatenate([getattr(s, f.name) for s in items]) for f in fields(FrameState)})
 
+    def repeat(self, k: int, p: Params) -> "FrameState":
+        """This state k times along the batch axis (`stack([self] * k)`), with its terms for `p` computed once here
+        and repeated: every term is per environment, so they equal the stacked state's own (tests)."""
+        out = FrameState.stack([self] * k)
+        out.__dict__["_terms"] = (p, self.terms(p).map(lambda x: np.concatenate([x] * k)))
+        return out
+
     def terms(self, p: Params) -> "FrameTerms":
         """The frame's decision-independent terms, computed on the first call for `p` and kept on this state (a
-        frame problem evaluates hundreds of decisions on one state). A new state (`take`, `stack`) computes its own."""
+        frame problem evaluates hundreds of decisions on one state; the env keeps one state per frame). `take` and
+        `repeat` pass their part on; a `stack`ed state computes its own."""
         cached = self.__dict__.get("_terms")
         if cached is None or cached[0] is not p:
             cached = self.__dict__["_terms"] = (p, FrameTerms.of(p, self))
@@ -68,10 +81,15 @@ class FrameTerms:
         code_gain = np.abs(vq.reshape(-1, p.N) @ channels.steering(p.angles, p.N).T).reshape(
             b, p.MA, p.MQ, p.n_angles) ** 2
         G, E = sensing.transition(p)
-        out = FrameTerms(th_q, dist, tau_leg, f_leg, code_gain, sensing.prior_information(s.J_prev, G, E))
-        for f in fields(out):
-            getattr(out, f.name).setflags(write=False)
-        return out
+        return FrameTerms(th_q, dist, tau_leg, f_leg, code_gain, sensing.prior_information(s.J_prev, G, E))
+
+    def __post_init__(self):
+        for f in fields(self):
+            getattr(self, f.name).setflags(write=False)
+
+    def map(self, fn) -> "FrameTerms":
+        """The terms with fn applied to each array (fn keeps the leading batch axis: a slice, a repetition)."""
+        return FrameTerms(**{f.name: fn(getattr(self, f.name)) for f in fields(self)})
 
 
 @dataclass

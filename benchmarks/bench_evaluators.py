@@ -40,7 +40,7 @@ SIZES = {
                   mc_vec=1000, mc_loop=30, repeats=2, naive_repeats=1),
     "full": dict(nulling=[(k, l, j) for k in (1, 2, 4, 8) for l in (1, 2) for j in (1, 5, 10)],
                  cluster=[(l, p) for l in (1, 2, 5, 10, 20) for p in (0.25, 0.5, 0.75, 1.0)],
-                 mc_vec=4000, mc_loop=150, repeats=3, naive_repeats=2),
+                 mc_vec=4000, mc_loop=150, repeats=7, naive_repeats=2),
 }
 
 

@@ -59,7 +59,7 @@ PRESETS: dict[str, Hyper] = {
     "default": Hyper(num_envs=16, lr=3e-4, gamma=0.9, gae_lambda=0.0, clip_start=0.3, clip_end=0.15,
                      ent_start=1e-3, ent_end=1e-4, value_coef=0.5, epochs=4, minibatches=2, max_grad_norm=10.0,
                      actor_hidden=(128, 128), critic_hidden=(128, 128), critic_action=False,
-                     ratio="component", baseline="stagewise", frames=96_000),
+                     ratio="component", baseline="stagewise", frames=72_000),
 }
 
 #: preset values that follow the resolved baseline (a `baseline=...` override takes them too).

@@ -175,7 +175,9 @@ def profile_training(num_envs: int | None, updates: int, seed: int = 0, device: 
                               for name in ENV_METHODS})
         return env
 
-    cfg = {"preset": preset, "device": device, "overlap": overlap} | ({} if num_envs is None else {"num_envs": num_envs})
+    cfg = {"preset": preset, "device": device, "overlap": overlap}
+    if num_envs is not None:
+        cfg["num_envs"] = num_envs
     solver = mappo_solver.MAPPO(cfg)
     num_envs = solver.config.hyper().num_envs
     budget = Budget(frames=updates * num_envs * task.params.frames)

@@ -212,14 +212,14 @@ def test_reference_federate_starts_a_mixed_rule_with_the_resources_split_accordi
 
 def test_greedy_baseline_is_the_mode_policy_reward_on_the_same_frame_and_leaves_the_stream_alone():
     from isacbench.solvers.mappo.algorithm import prepare
-    from isacbench.solvers.mappo.rollout import collect, mode_branch
+    from isacbench.solvers.mappo.rollout import collect, play_mode
     task = ent_usr.EntUsrTask({**SMALL, "scenario": "cooperative"})
     hyper = MAPPO({**TINY, "baseline": "greedy"}).config.hyper()
     env = task.make_env(3, 0)
     torch.manual_seed(0)
     model = ActorCritic(env.roles, env.state_dim, hyper, env.reference_actions())
     env.reset(seed=5)
-    baseline = mode_branch(env, model, torch.device("cpu")).frame_reward()
+    baseline = play_mode(env.branch(), model, torch.device("cpu")).frame_reward()
     greedy = MAPPOPolicy(model, deterministic=True)  # the same mode actions played on the env itself
     for stage in env.stages:
         env.act({r: greedy.act(r, env.observe(r)) for r in stage})
@@ -246,7 +246,7 @@ def test_stagewise_baseline_credits_each_stage_with_its_own_actions_and_telescop
     G_{s+1} - G_s (G_S = r), recomputed here by replaying the stored samples on a copy of the env."""
     from isacbench.solvers.mappo.algorithm import centred_rewards
     from isacbench.solvers.mappo.policy import to_numpy
-    from isacbench.solvers.mappo.rollout import collect, mode_branch
+    from isacbench.solvers.mappo.rollout import collect, play_mode
     task = ent_usr.EntUsrTask({**SMALL, "scenario": "cooperative", "reference_federate": 0.5})
     hyper = MAPPO({**TINY, "baseline": "stagewise"}).config.hyper()
     env = task.make_env(3, 0)
@@ -265,7 +265,8 @@ def test_stagewise_baseline_credits_each_stage_with_its_own_actions_and_telescop
     replay = task.make_env(3, 0)
     replay.reset(seed=7)
     for s, stage in enumerate(replay.stages):
-        g = torch.as_tensor(mode_branch(replay, start, torch.device("cpu"), s).frame_reward(), dtype=torch.float32)
+        g = torch.as_tensor(play_mode(replay.branch(), start, torch.device("cpu"), s).frame_reward(),
+                            dtype=torch.float32)
         assert torch.allclose(g, staged.mode_rewards[0, :, s], rtol=1e-6, atol=1e-6), s
         replay.act({r: {h.name: to_numpy(h, staged.roles[r]["actions"][h.name][0]) for h in replay.roles[r].heads}
                     for r in stage})

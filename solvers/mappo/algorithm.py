@@ -9,8 +9,8 @@ official MAPPO); the paper's smooth-L1 loss is applied in normalized units.
 baseline="mean" builds no critic: GAE runs with V = 0 on rewards centred by the rollout's mean
 (with lambda = 0: A_n = r_n - mean r), and L^u = L_pi^u. baseline="greedy" (self-critical, Rennie et
 al. 2017) centres each frame's reward on the reward of the policy's mode in the same frame
-(`rollout.mode_branch`; with lambda = 0: A_n = r_n - r_n^mode), no critic either; baseline="stagewise"
-splits that advantage over the frame's stages (`centred_rewards`).
+(`rollout.play_mode` on a `branch()`; with lambda = 0: A_n = r_n - r_n^mode), no critic either;
+baseline="stagewise" splits that advantage over the frame's stages (`centred_rewards`).
 
 The critic and the update order are `hyper.algorithm`'s (`policy.critics`):
 * mappo: role-specific centralized critics V^u(s, e_i); one step on sum_u L^u per minibatch.

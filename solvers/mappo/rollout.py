@@ -23,7 +23,7 @@ class Rollout:
     episode_return: float  # mean undiscounted return per episode
     frames: int  # T * B
     # (T, B, S) mode continuations G_s: the frame's reward with the stages before s played as sampled and stage s
-    # and after at the policy's mode (`mode_branch`); baseline=greedy: S = 1 (G_0, every stage at the mode),
+    # and after at the policy's mode (`play_mode`); baseline=greedy: S = 1 (G_0, every stage at the mode),
     # stagewise: S = the frame's stages. None for the other baselines.
     mode_rewards: torch.Tensor | None = None
     role_stage: dict[str, int] | None = None  # role -> index of its stage in env.stages
@@ -134,14 +134,6 @@ class Continuations:
         scored = [f.result() if isinstance(f, Future) else f for f in self.frames]
         return torch.stack([torch.as_tensor(np.stack(r, -1), dtype=torch.float32, device=self.device)
                             for r in scored])
-
-
-def mode_branch(env: MultiAgentEnv, model: ActorCritic, device: torch.device, stage: int = 0,
-                params: dict[str, dict[str, torch.Tensor]] | None = None) -> MultiAgentEnv:
-    """A branch of `env` (`MultiAgentEnv.branch`; env stands before stage `stage`, 0: the frame's start) played at
-    the mode from that stage on (`play_mode`); `env` is left as it was. Its `frame_reward` is the mode
-    continuation G_stage."""
-    return play_mode(env.branch(), model, device, stage, params)
 
 
 def play_mode(twin: MultiAgentEnv, model: ActorCritic, device: torch.device, stage: int = 0,

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from threadpoolctl import threadpool_limits
 
 from isacbench.tasks.ent_usr import EntUsrTask, channels, model, sensing
 from isacbench.tasks.ent_usr import actions as act
@@ -537,3 +538,17 @@ def test_the_env_keeps_one_state_per_frame_and_repeated_or_sliced_terms_equal_co
         part = s.take(idx)
         assert _same_terms(part.terms(env.p), _fresh(part).terms(env.p))
         assert not part.terms(env.p).code_gain.flags.writeable
+
+
+@pytest.mark.parametrize("config", [{}, {"topology": "cfn-only"}])
+def test_outputs_are_the_same_with_numpys_blas_on_one_thread_or_two(config):
+    """mappo trains with numpy's BLAS on `threads` threads (solver.py; 1 by default): the environment's
+    observations, states, rewards, every evaluate output and channel are bit-identical to those with two BLAS
+    threads (the default of this 2-core machine), at the default preset's batch and at a large one."""
+    task = EntUsrTask(config)
+    for num_envs in (16, 256):
+        runs = []
+        for threads in (1, 2):
+            with threadpool_limits(threads, user_api="blas"):
+                runs.append(trajectory(task, big=True, num_envs=num_envs, frames=3))
+        _assert_same_outputs(*runs)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from threadpoolctl import threadpool_info, threadpool_limits
 
 from isacbench.api import Budget, Reporter, UserError
 from isacbench.solvers.mappo import HAPPO, IPPO, MAPPO
@@ -101,3 +102,26 @@ def test_resume_from_an_mlflow_run_id(tmp_path, monkeypatch, via):
 def test_budget_below_one_rollout_is_a_user_error():
     with pytest.raises(UserError, match="below one rollout"):
         train(ROLLOUT - 1)
+
+
+def test_training_runs_torch_and_numpys_blas_on_threads_and_restores_them():
+    """`threads` caps torch's intra-op threads and numpy's BLAS threads while training (the environment's small
+    products gain nothing from a second BLAS thread, whose spinning takes the core the rollout and the
+    continuation worker need); both are restored afterwards, also when training fails."""
+    seen = []
+
+    def make_env(*args, **kwargs):
+        blas = [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+        seen.append((torch.get_num_threads(), blas))
+        return ToyEnv(*args, **kwargs)
+
+    before = (torch.get_num_threads(), [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"])
+    with threadpool_limits(2, user_api="blas"):
+        solver = MAPPO({**TINY, "threads": 1})
+        solver.train(make_env, Budget(frames=ROLLOUT), np.random.default_rng(7), Reporter())
+        assert seen and all(t == 1 and blas and set(blas) == {1} for t, blas in seen), seen
+        assert [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"] == [2] * len(seen[0][1])
+        with pytest.raises(UserError):
+            solver.train(make_env, Budget(frames=1), np.random.default_rng(7), Reporter())
+        assert [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"] == [2] * len(seen[0][1])
+    assert (torch.get_num_threads(), [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]) == before

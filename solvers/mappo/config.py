@@ -112,8 +112,9 @@ class MappoConfig(Config):
     frames: int | None = Field(None, ge=1, description="training frames when the budget names neither "
                                                         "frames nor seconds")
     deterministic: bool = Field(True, description="act with the policy's mode at evaluation (Sec. V-D1)")
-    threads: int = Field(1, ge=1, le=256, description="torch intra-op threads while training (1 avoids "
-                                                       "oversubscribing a shared CPU)")
+    threads: int = Field(1, ge=1, le=256, description="torch intra-op threads and numpy's BLAS threads while "
+                                                       "training (1 avoids oversubscribing a shared CPU; the "
+                                                       "environment's products are too small to gain from more)")
     overlap: bool = Field(True, description="play and score the baseline's mode continuations (greedy, stagewise) "
                                             "on a worker thread while the rollout goes on: the same values, "
                                             "faster where a second core is free (only used with 2+ CPUs)")

@@ -11,6 +11,7 @@ from typing import ClassVar
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 
 from isacbench.api import Budget, EnvFactory, LearningSolver, Reporter, SequentialTask, UserError
 from isacbench.multiagent import MultiAgentEnv
@@ -109,7 +110,8 @@ class MAPPO(LearningSolver):
         threads = torch.get_num_threads()
         torch.set_num_threads(self.config.threads)
         try:
-            return self._train(make_env, budget, rng, reporter)
+            with threadpool_limits(self.config.threads, user_api="blas"):
+                return self._train(make_env, budget, rng, reporter)
         finally:
             torch.set_num_threads(threads)
 

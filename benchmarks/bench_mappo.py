@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import defaultdict
-from contextlib import ExitStack
+from contextlib import ExitStack, nullcontext
 from functools import wraps
 from unittest import mock
 
@@ -159,9 +159,11 @@ def _env_share(fn, totals: dict, key: str):
 
 
 def profile_training(num_envs: int | None, updates: int, seed: int = 0, device: str = "cpu",
-                     preset: str = "default", overlap: bool = True) -> dict[str, float]:
+                     preset: str = "default", overlap: bool = True, blas_threads: int | None = None
+                     ) -> dict[str, float]:
     """Train MAPPO for `updates` rollouts of num_envs episodes (None: the preset's); seconds per phase
-    (`worker:` phases: on the continuation worker thread, overlapping the others) and frames."""
+    (`worker:` phases: on the continuation worker thread, overlapping the others) and frames. blas_threads: numpy's
+    BLAS on that many threads while training instead of the solver's `threads` (as the solver before f456625)."""
     totals: dict[str, float] = defaultdict(float)
     task = EntUsrTask()
     make_env = task.make_env
@@ -189,6 +191,9 @@ def profile_training(num_envs: int | None, updates: int, seed: int = 0, device: 
             _env_share(Continuations._score, totals, "continuations:env"), totals, "continuations")))
         stack.enter_context(mock.patch.object(Continuations, "rewards",  # the rollout waiting for the worker
                                               _timed(Continuations.rewards, totals, "wait")))
+        if blas_threads is not None:
+            stack.enter_context(mock.patch.object(mappo_solver, "threadpool_limits", lambda *a, **k: nullcontext()))
+            stack.enter_context(threadpool_limits(blas_threads, user_api="blas"))
         start = time.perf_counter()
         solver.train(instrumented_env, budget, solver_rng(seed), Reporter())
         totals["total"] = time.perf_counter() - start
@@ -221,16 +226,19 @@ def _run(scale: str) -> Section:
                   f"{cfg['repeats']}.", ""]
 
     # ---- end to end: training frames/s vs the random-policy environment at the same batch; the solver's
-    # default (the continuations on a worker thread where 2+ CPUs) and the continuations inline on one thread
-    runs = {True: [], False: []}
-    for _ in range(cfg["training_repeats"]):  # interleaved, so that both see the same load; the fastest of each
-        for overlap in runs:
-            runs[overlap].append(profile_training(cfg["num_envs"], cfg["updates"], overlap=overlap))
-    t, one = (min(runs[overlap], key=lambda x: x["total"]) for overlap in (True, False))
+    # default (the continuations on a worker thread where 2+ CPUs), the continuations inline on one thread, and
+    # the default with numpy's BLAS on one thread per CPU (its own default; the solver before f456625)
+    blas_threads = mappo_solver.usable_cpus()
+    variants = {"default": {}, "inline": {"overlap": False}, "blas": {"blas_threads": blas_threads}}
+    runs = {v: [] for v in variants}
+    for _ in range(cfg["training_repeats"]):  # interleaved, so that all see the same load; the fastest of each
+        for v, kw in variants.items():
+            runs[v].append(profile_training(cfg["num_envs"], cfg["updates"], **kw))
+    t, one, blas = (min(runs[v], key=lambda x: x["total"]) for v in variants)
     worker = mappo_solver.usable_cpus() > 1
     b = int(t["num_envs"])
     env_fps, _, _ = bench_env.batched_fps(EntUsrTask(), b, max(2, frames // 2))
-    fps, fps_one = t["frames"] / t["total"], one["frames"] / one["total"]
+    fps, fps_one, fps_blas = (x["frames"] / x["total"] for x in (t, one, blas))
     mode = "continuations on the worker thread" if worker else "one CPU: continuations inline"
     sec.ratio("MAPPO frames/s / env frames/s", 1.0 / env_fps, 1.0 / fps, TARGET_END_TO_END,
               f"{fps:.1f} vs {env_fps:.1f} frames/s at B={b} (training: {cfg['updates']} updates, {mode}; env: "
@@ -240,6 +248,10 @@ def _run(scale: str) -> Section:
     sec.ratio("MAPPO training, continuations on a worker thread vs inline", 1.0 / fps_one, 1.0 / fps, None,
               f"{fps:.1f} vs {fps_one:.1f} frames/s, the fastest of {cfg['training_repeats']} interleaved runs of "
               f"each" + ("" if worker else " (one CPU: both inline)"))
+    sec.ratio("MAPPO training, numpy's BLAS on one thread vs one per CPU", 1.0 / fps_blas, 1.0 / fps, None,
+              f"{fps:.1f} vs {fps_blas:.1f} frames/s ({blas_threads} BLAS threads), the fastest of "
+              f"{cfg['training_repeats']} interleaved runs of each (`threads`=1 caps torch's and numpy's BLAS threads "
+              f"while training; the same values, tests/test_ent_usr_speed.py)")
     # what the networks' matrix products alone allow: per frame, one actor forward in the rollout (2 flops
     # per parameter) and `epochs` forward + backward passes in the learner (6 flops per parameter each)
     flop_rate = bench_env.machine_rates(1 << 16)["flops"]

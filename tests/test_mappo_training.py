@@ -104,6 +104,10 @@ def test_budget_below_one_rollout_is_a_user_error():
         train(ROLLOUT - 1)
 
 
+def _blas_threads() -> dict[str, int]:
+    return {p["filepath"]: p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"}
+
+
 def test_training_runs_torch_and_numpys_blas_on_threads_and_restores_them():
     """`threads` caps torch's intra-op threads and numpy's BLAS threads while training (the environment's small
     products gain nothing from a second BLAS thread, whose spinning takes the core the rollout and the
@@ -111,17 +115,17 @@ def test_training_runs_torch_and_numpys_blas_on_threads_and_restores_them():
     seen = []
 
     def make_env(*args, **kwargs):
-        blas = [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
-        seen.append((torch.get_num_threads(), blas))
+        seen.append((torch.get_num_threads(), _blas_threads()))
         return ToyEnv(*args, **kwargs)
 
-    before = (torch.get_num_threads(), [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"])
+    torch_before = torch.get_num_threads()
     with threadpool_limits(2, user_api="blas"):
+        outside = _blas_threads()  # the libraries loaded now, each on 2 threads (or its own maximum)
         solver = MAPPO({**TINY, "threads": 1})
         solver.train(make_env, Budget(frames=ROLLOUT), np.random.default_rng(7), Reporter())
-        assert seen and all(t == 1 and blas and set(blas) == {1} for t, blas in seen), seen
-        assert [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"] == [2] * len(seen[0][1])
+        assert seen and all(t == 1 and blas and set(blas.values()) == {1} for t, blas in seen), seen
+        assert {k: v for k, v in _blas_threads().items() if k in outside} == outside
         with pytest.raises(UserError):
             solver.train(make_env, Budget(frames=1), np.random.default_rng(7), Reporter())
-        assert [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"] == [2] * len(seen[0][1])
-    assert (torch.get_num_threads(), [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]) == before
+        assert {k: v for k, v in _blas_threads().items() if k in outside} == outside
+    assert torch.get_num_threads() == torch_before

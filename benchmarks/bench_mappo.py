@@ -228,14 +228,14 @@ def _run(scale: str) -> Section:
     # ---- end to end: training frames/s vs the random-policy environment at the same batch; the solver's
     # default (the continuations on a worker thread where 2+ CPUs), the continuations inline on one thread, and
     # the default with numpy's BLAS on one thread per CPU (its own default; the solver before f456625)
-    blas_threads = mappo_solver.usable_cpus()
-    variants = {"default": {}, "inline": {"overlap": False}, "blas": {"blas_threads": blas_threads}}
+    cpus = mappo_solver.usable_cpus()
+    variants = {"default": {}, "inline": {"overlap": False}, "blas": {"blas_threads": cpus}}
     runs = {v: [] for v in variants}
     for _ in range(cfg["training_repeats"]):  # interleaved, so that all see the same load; the fastest of each
         for v, kw in variants.items():
             runs[v].append(profile_training(cfg["num_envs"], cfg["updates"], **kw))
     t, one, blas = (min(runs[v], key=lambda x: x["total"]) for v in variants)
-    worker = mappo_solver.usable_cpus() > 1
+    worker = cpus > 1
     b = int(t["num_envs"])
     env_fps, _, _ = bench_env.batched_fps(EntUsrTask(), b, max(2, frames // 2))
     fps, fps_one, fps_blas = (x["frames"] / x["total"] for x in (t, one, blas))
@@ -249,7 +249,7 @@ def _run(scale: str) -> Section:
               f"{fps:.1f} vs {fps_one:.1f} frames/s, the fastest of {cfg['training_repeats']} interleaved runs of "
               f"each" + ("" if worker else " (one CPU: both inline)"))
     sec.ratio("MAPPO training, numpy's BLAS on one thread vs one per CPU", 1.0 / fps_blas, 1.0 / fps, None,
-              f"{fps:.1f} vs {fps_blas:.1f} frames/s ({blas_threads} BLAS threads), the fastest of "
+              f"{fps:.1f} vs {fps_blas:.1f} frames/s ({cpus} BLAS threads), the fastest of "
               f"{cfg['training_repeats']} interleaved runs of each (`threads`=1 caps torch's and numpy's BLAS threads "
               f"while training; the same values, tests/test_ent_usr_speed.py)")
     # what the networks' matrix products alone allow: per frame, one actor forward in the rollout (2 flops

@@ -32,11 +32,9 @@ class EntUsrTask(SequentialTask):
     Config = EntUsrConfig
     objective_metric: ClassVar[str] = "usr"
     setting_keys: ClassVar[tuple[str, ...]] = ("topology", "reference_federate", "resource_split")
-    # 72k frames: `isacbench run --task ent-usr --solver mappo` took 10 min 10 s (training + evaluation, 594 s in
-    # the solver) on the 2-core machine (measured 2026-12-02, default preset; 48k until then); 96k, with the
-    # continuation worker thread, took 11 min 41 s (688 s in the solver) there the same day, so 72k stays; with
-    # numpy's BLAS capped to one thread as well (f456625), 96k took 10 min 25 s (615 s) on an AMD EPYC 2-core:
-    # still over 10 minutes on a good day, so 72k stays
+    # 72k frames (48k until 2026-12-02): `isacbench run --task ent-usr --solver mappo` took 10 min 10 s (594 s in
+    # the solver) on the 2-core machine; 96k took 11 min 41 s (688 s) with the continuation worker thread and
+    # 10 min 25 s (615 s, AMD EPYC) with numpy's BLAS capped too (f456625): over the ~10 minutes the default aims at
     default_budget: ClassVar[Budget] = Budget(frames=72_000, evaluations=20)
     # per-frame polyblock / convex spend ~5 evaluations on bookkeeping: give them room to optimize
     # topology-search: ~400 screened rule evaluations plus SCA on 6-10 power blocks per frame (docs/models/ent-usr.md)

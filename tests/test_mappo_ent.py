@@ -321,3 +321,19 @@ def test_a_failing_continuation_on_the_worker_thread_fails_the_rollout(monkeypat
     monkeypatch.setattr(EntUsrEnv, "frame_rewards", broken)
     with pytest.raises(FloatingPointError, match="scoring failed"):
         collect(env, model, 7, torch.device("cpu"), "stagewise", overlap=True)
+
+
+@pytest.mark.parametrize("baseline", ["stagewise", "critic"])
+def test_learner_products_on_one_or_two_threads_train_the_same_on_ent_usr(baseline):
+    """`product_threads` (2 by default with 2+ CPUs): the default preset's network sizes (the 6,912-wide FPB output
+    layer) and critics, two updates: the same curve and weights as with every product on one thread."""
+    task = ent_usr.EntUsrTask(SMALL)
+    runs = []
+    for threads in (1, 2):
+        solver = MAPPO({"num_envs": 16, "baseline": baseline, "product_threads": threads})
+        policy = solver.train(task.make_env, Budget(frames=2 * 16 * SMALL["frames_per_episode"]),
+                              np.random.default_rng(3), Reporter())
+        runs.append(([{k: v for k, v in h.items() if k != "fps"} for h in solver.history], policy.model.state_dict()))
+    (curve_one, one), (curve_two, two) = runs
+    assert len(curve_one) == 2 and curve_one == curve_two
+    assert all(torch.equal(v, two[k]) for k, v in one.items())

@@ -428,3 +428,70 @@ def test_rollout_log_prob_is_exactly_the_training_log_prob(kind, size, classes, 
         torch.manual_seed(seed)
         a = H.sample(head, p)
     assert torch.equal(H.log_prob(head, p, a), H.log_prob_entropy(head, p, a)[0])
+
+
+@pytest.mark.parametrize("shape, strided", [((6, 9), False), ((5, 3, 9), False), ((2, 5, 3, 9), False),
+                                            ((4, 3, 9), True)])
+@pytest.mark.parametrize("threads", [None, 1, 2])
+def test_critic_linear_gives_nn_linears_values_and_gradients_on_any_product_threads(shape, strided, threads):
+    """The critics' `Linear` (its own backward on 2-D and 3-D inputs, F.linear's elsewhere) gives nn.Linear's
+    outputs and gradients bit for bit, with its products on one or two threads."""
+    from isacbench.solvers.mappo.networks import Linear, product_threads
+
+    torch.manual_seed(0)
+    ours, ref = Linear(9, 300), torch.nn.Linear(9, 300)
+    ref.load_state_dict(ours.state_dict())
+    x = torch.randn(*shape) if not strided else torch.randn(*shape[:-1], 2 * shape[-1])[..., ::2]
+    assert x.is_contiguous() is not strided
+    g = torch.randn(*x.shape[:-1], 300)
+    xs = [x.clone().requires_grad_(), x.clone().requires_grad_()]
+    with product_threads(threads):
+        out = ours(xs[0])
+        got = torch.autograd.grad((out * g).sum(), (xs[0], ours.weight, ours.bias))
+    want_out = ref(xs[1])
+    want = torch.autograd.grad((want_out * g).sum(), (xs[1], ref.weight, ref.bias))
+    assert torch.equal(out, want_out)
+    for a, b in zip(got, want):
+        assert torch.equal(a, b)
+
+
+def test_product_threads_hold_only_inside_the_products_and_nest():
+    from isacbench.solvers.mappo.networks import _product, product_threads
+
+    x, own = torch.ones(3), torch.get_num_threads()
+    n = own + 1
+    threads = lambda a: a * torch.get_num_threads()  # noqa: E731 - a product whose value shows its thread count
+    with product_threads(n):
+        assert torch.get_num_threads() == own
+        with product_threads(None):
+            assert torch.equal(_product(threads, x), x * own)
+        # checked against torch's own setting: it differs there, so it stays on torch's setting, call after call
+        assert [float(_product(threads, x)[0]) for _ in range(3)] == [own] * 3
+        assert torch.equal(_product(lambda a: a * 2, x), x * 2)  # a product that agrees
+    assert torch.get_num_threads() == own
+
+
+def test_products_keep_n_threads_only_where_they_agree_with_torchs_setting(monkeypatch):
+    from isacbench.solvers.mappo import networks
+
+    monkeypatch.setattr(networks, "_SAME", {})
+    seen, real = [], []
+
+    def agrees(a):
+        seen.append(torch.get_num_threads())
+        return a + 1
+    own, x = torch.get_num_threads(), torch.zeros(4, 3)
+    with networks.product_threads(own + 1):
+        for _ in range(3):
+            assert torch.equal(networks._product(agrees, x), x + 1)
+        networks._product(agrees, torch.zeros(5, 3).t())  # another shape and strides: checked again
+    # each new shape: a random probe on torch's setting, then on own + 1 threads; every real call on own + 1
+    assert seen == [own, own + 1, own + 1, own + 1, own + 1, own, own + 1, own + 1]
+    assert list(networks._SAME.values()) == [True, True]
+    torch.manual_seed(3)
+    before = torch.rand(1)
+    monkeypatch.setattr(networks, "_SAME", {})
+    torch.manual_seed(3)
+    with networks.product_threads(own + 1):
+        networks._product(agrees, torch.zeros(6, 2))
+    assert torch.equal(torch.rand(1), before)  # the probe's draws leave torch's stream alone

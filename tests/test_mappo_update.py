@@ -37,24 +37,32 @@ def bare_update(model, optimizer, data, hyper, clip, ent_coef) -> dict[str, floa
     return norms
 
 
+def trained(hyper, step, B: int = 4) -> tuple[dict, dict, dict]:
+    """(weights, Adam state, what `step` returns) after step(model, optimizer, rollout) on a toy rollout of B envs."""
+    torch.manual_seed(0)
+    model = ActorCritic(ROLES, 5, hyper)
+    rollout = toy_rollout(model, T=5, B=B)
+    opt = make_optimizer(model, hyper)
+    torch.manual_seed(1)
+    stats = step(model, opt, rollout)
+    return model.state_dict(), opt.state_dict()["state"], stats
+
+
+def assert_same_weights_and_adam(a: tuple, b: tuple) -> None:
+    for k, v in a[0].items():
+        assert torch.equal(v, b[0][k]), k
+    for i, s in a[1].items():
+        for k, v in s.items():
+            assert torch.equal(v, b[1][i][k]), (i, k)
+
+
 @pytest.mark.parametrize("over", [dict(), dict(ratio="joint"), dict(baseline="mean"), dict(max_grad_norm=1e-3)])
 def test_update_with_diagnostics_trains_bit_identically_to_a_bare_ppo_loop(over):
     hyper = MAPPO({**SMALL, "epochs": 3, "minibatches": 2, **over}).config.hyper()
-    runs = []
-    for diagnostics in (True, False):
-        torch.manual_seed(0)
-        model = ActorCritic(ROLES, 5, hyper)
-        data = prepare(model, toy_rollout(model, T=5, B=4), hyper)
-        opt = make_optimizer(model, hyper)
-        torch.manual_seed(1)
-        stats = (update if diagnostics else bare_update)(model, opt, data, hyper, 0.2, 0.01)
-        runs.append((model.state_dict(), opt.state_dict()["state"], stats))
-    (model, adam, stats), (bare, bare_adam, norms) = runs
-    for k, v in model.items():
-        assert torch.equal(v, bare[k]), k
-    for i, s in adam.items():
-        for k, v in s.items():
-            assert torch.equal(v, bare_adam[i][k]), (i, k)
+    full, bare = (trained(hyper, lambda m, o, r: fn(m, o, prepare(m, r, hyper), hyper, 0.2, 0.01))
+                  for fn in (update, bare_update))
+    assert_same_weights_and_adam(full, bare)
+    stats, norms = full[2], bare[2]
     assert norms and all(v > 0 for v in norms.values())
     for k, v in norms.items():  # the same per-role gradients, before clipping, averaged over the last epoch
         assert stats[k] == pytest.approx(v, rel=1e-5), k
@@ -71,3 +79,30 @@ def test_update_diagnostics_of_the_variants_are_finite_and_cover_every_role(solv
         for k in ("entropy", "approx_kl", "clip_fraction", "actor_loss", "grad_norm_actor"):
             assert torch.isfinite(torch.tensor(stats[f"{role}/{k}"])), (role, k)
         assert stats[f"{role}/grad_norm_actor"] > 0
+
+
+@pytest.mark.parametrize("solver, over", [(MAPPO, dict()), (MAPPO, dict(baseline="mean")), (IPPO, dict()),
+                                          (HAPPO, dict())])
+def test_products_on_two_threads_train_bit_identically(solver, over):
+    """`networks.product_threads`: the actors' and critics' products on 2 torch threads (the solver's learner with
+    2+ CPUs), every other operation on one, give the same advantages, weights, Adam state and diagnostics as all
+    on one thread."""
+    from isacbench.solvers.mappo.networks import product_threads
+
+    hyper = solver({**SMALL, "actor_hidden": (64, 300), "critic_hidden": (96, 300), "epochs": 2, "minibatches": 2,
+                    **over}).config.hyper()
+
+    def step(threads):
+        def run(model, opt, rollout):
+            with product_threads(threads):
+                data = prepare(model, rollout, hyper)
+                return [d.advantage for d in data.values()], update(model, opt, data, hyper, 0.2, 0.01)
+        return run
+    own = torch.get_num_threads()
+    torch.set_num_threads(1)  # the solver's `threads`
+    try:
+        one, two = trained(hyper, step(None), B=40), trained(hyper, step(2), B=40)
+    finally:
+        torch.set_num_threads(own)
+    assert_same_weights_and_adam(one, two)
+    assert all(torch.equal(a, b) for a, b in zip(one[2][0], two[2][0])) and one[2][1] == two[2][1]

@@ -10,6 +10,7 @@ Hidden layers: Linear -> LeakyReLU(0.01) -> LayerNorm (Sec. VI).
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -39,6 +40,65 @@ class AgentLinear(nn.Module):
         return torch.einsum("...ni,noi->...no", x, self.weight) + self.bias
 
 
+_PRODUCTS = {"threads": None}  # torch threads for `_AgentLinear`'s and `Linear`'s products (`product_threads`)
+_SAME: dict[tuple, bool] = {}  # (product, thread counts, operands' shapes, strides, dtypes) -> `_agrees`
+
+
+@contextmanager
+def product_threads(n: int | None):
+    """Within the block, the actors' and critics' matrix products (`_AgentLinear`, `Linear`: forward and
+    backward) run on n torch threads, every other operation on torch's own setting (`threads`, 1 by default:
+    the elementwise operations and reductions would round differently on more); None: no change. The values
+    stay those of torch's setting: MKL splits most products' rows and columns between threads, each output the
+    same sum in the same order, but not all (on the 2-core machine of 2026-12-02, products of 5-11 rows round
+    differently on 2 threads), so each product shape runs on n threads only where it gives the values of
+    torch's setting (`_agrees`, checked once). Not thread-safe (torch's thread count is the process's): for code
+    where no other thread runs torch meanwhile, e.g. the learner."""
+    before, _PRODUCTS["threads"] = _PRODUCTS["threads"], n
+    try:
+        yield
+    finally:
+        _PRODUCTS["threads"] = before
+
+
+@contextmanager
+def _threads(n: int):
+    own = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(own)
+
+
+def _agrees(fn, n: int, args: tuple[torch.Tensor, ...]) -> bool:
+    """Whether fn gives the same values on n threads as on torch's setting, tried on random operands of the
+    shapes and strides of `args` (from a generator of its own: the run's random stream is left alone). How a
+    product splits its sums, hence its rounding, follows from the shapes, strides and thread count; random
+    operands show a different split in almost every output, where the real ones might hide it (zeros)."""
+    g = torch.Generator().manual_seed(0)
+    probe = [torch.as_strided(torch.randn(1 + sum((k - 1) * st for k, st in zip(a.shape, a.stride())), generator=g,
+                                          dtype=a.dtype), a.shape, a.stride()) for a in args]
+    want = fn(*probe)
+    with _threads(n):
+        return torch.equal(fn(*probe), want)
+
+
+def _product(fn, *args: torch.Tensor) -> torch.Tensor:
+    """fn(*args) on `product_threads`' threads where that shape gives the values of torch's setting, else on
+    torch's setting."""
+    n, own = _PRODUCTS["threads"], torch.get_num_threads()
+    if n is None or n == own or args[0].device.type != "cpu" or any(a.numel() == 0 for a in args):
+        return fn(*args)
+    key = (fn, n, own, *((a.shape, a.stride(), a.dtype) for a in args))
+    if key not in _SAME:
+        _SAME[key] = _agrees(fn, n, args)
+    if not _SAME[key]:
+        return fn(*args)
+    with _threads(n):
+        return fn(*args)
+
+
 class _AgentLinear(torch.autograd.Function):
     """y[:, i] = x[:, i] W_i^T + b_i for x (N, n, fan_in): the forward autograd would take (one baddbmm on
     strided views), with a backward that forms the weight gradient directly in the weight's (n, fan_out,
@@ -48,15 +108,46 @@ class _AgentLinear(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias):
         ctx.save_for_backward(x, weight)
-        return torch.baddbmm(bias.unsqueeze(1), x.transpose(0, 1), weight.transpose(1, 2)).transpose(0, 1)
+        return _product(torch.baddbmm, bias.unsqueeze(1), x.transpose(0, 1), weight.transpose(1, 2)).transpose(0, 1)
 
     @staticmethod
     def backward(ctx, grad):
         x, weight = ctx.saved_tensors
         g = grad.transpose(0, 1)  # (n, N, fan_out), strided: the batched products take it as it is
-        gx = torch.bmm(g, weight).transpose(0, 1) if ctx.needs_input_grad[0] else None
-        gw = torch.bmm(g.transpose(1, 2), x.transpose(0, 1)) if ctx.needs_input_grad[1] else None
+        gx = _product(torch.bmm, g, weight).transpose(0, 1) if ctx.needs_input_grad[0] else None
+        gw = _product(torch.bmm, g.transpose(1, 2), x.transpose(0, 1)) if ctx.needs_input_grad[1] else None
         gb = grad.sum(0) if ctx.needs_input_grad[2] else None
+        return gx, gw, gb
+
+
+class Linear(nn.Linear):
+    """nn.Linear whose products run on `product_threads`' threads (the same values): the critics' layers."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.bias is not None and x.dim() in (2, 3) and x.is_contiguous():
+            return _Linear.apply(x, self.weight, self.bias)
+        return _product(F.linear, x, self.weight, self.bias)  # F.linear's own path; its backward on torch's threads
+
+
+class _Linear(torch.autograd.Function):
+    """F.linear on a contiguous 2-D or 3-D input with a bias: the forward torch takes (one addmm on the rows'
+    2-D view) and the products autograd forms in its backward (addmm's: dx = dy W, dW = dy^T x, db = the sum
+    of dy over rows), each run by `_product`: the same values as F.linear's (tests/test_mappo_math.py)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias):
+        rows = x.reshape(-1, x.shape[-1])
+        ctx.save_for_backward(rows, weight)
+        ctx.shape = x.shape
+        return _product(torch.addmm, bias, rows, weight.t()).view(*x.shape[:-1], weight.shape[0])
+
+    @staticmethod
+    def backward(ctx, grad):
+        rows, weight = ctx.saved_tensors
+        g = grad.reshape(-1, grad.shape[-1])
+        gx = _product(torch.mm, g, weight).view(ctx.shape) if ctx.needs_input_grad[0] else None
+        gw = _product(torch.mm, g.t(), rows) if ctx.needs_input_grad[1] else None
+        gb = g.sum(0) if ctx.needs_input_grad[2] else None
         return gx, gw, gb
 
 
@@ -103,9 +194,9 @@ class RoleCritic(nn.Module):
         width = state_dim + spec.n_agents + (sum(H.encoded_dim(h) for h in spec.heads) if use_action else 0)
         layers = []
         for h in hidden:
-            layers += [nn.Linear(width, h), nn.LeakyReLU(SLOPE), nn.LayerNorm(h)]
+            layers += [Linear(width, h), nn.LeakyReLU(SLOPE), nn.LayerNorm(h)]
             width = h
-        layers.append(nn.Linear(width, 1))
+        layers.append(Linear(width, 1))
         self.net = nn.Sequential(*layers)
         for m in self.net:
             if isinstance(m, nn.Linear):

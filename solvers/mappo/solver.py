@@ -20,6 +20,7 @@ from . import checkpoint
 from .algorithm import make_optimizer, prepare, update
 from .config import Hyper, MappoConfig
 from .curves import plot
+from .networks import product_threads
 from .policy import ActorCritic, MAPPOPolicy
 from .rollout import collect
 
@@ -75,7 +76,7 @@ class MAPPO(LearningSolver):
     name = "mappo"
     description = "multi-agent PPO, centralized training / decentralized execution (ENT-USR Sec. V)"
     Config = MappoConfig
-    operational_keys: ClassVar[frozenset[str]] = frozenset({"device", "threads", "overlap", "checkpoint_every",
+    operational_keys: ClassVar[frozenset[str]] = frozenset({"device", "threads", "product_threads", "overlap", "checkpoint_every",
                                                             "eval_every", "resume"})
 
     def settings(self) -> dict:
@@ -143,6 +144,7 @@ class MAPPO(LearningSolver):
         last, metric_names = 0.0, ()
         evaluating = reporter.evaluate is not None and cfg.eval_every > 0
         overlap = cfg.overlap and usable_cpus() > 1
+        products = cfg.product_threads or min(2, usable_cpus())
         while True:
             elapsed = time.perf_counter() - t0
             if n_updates is not None and k >= n_updates:
@@ -151,7 +153,7 @@ class MAPPO(LearningSolver):
                 break
             frac = k / max(1, n_updates - 1) if n_updates is not None else elapsed / budget.seconds
             tick = time.perf_counter()
-            stats, metric_names = self._step(env, model, optimizer, hyper, entropy, k, frac, device, overlap)
+            stats, metric_names = self._step(env, model, optimizer, hyper, entropy, k, frac, device, overlap, products)
             if not np.isfinite(stats["loss"]):  # a diverged policy would act NaN: fail the run, record nothing
                 raise RuntimeError(f"solver {self.name}: training diverged at update {k + 1} (loss {stats['loss']})")
             last = time.perf_counter() - tick
@@ -179,9 +181,11 @@ class MAPPO(LearningSolver):
 
     @staticmethod
     def _step(env: MultiAgentEnv, model: ActorCritic, optimizer, hyper: Hyper, entropy: int, k: int,
-              frac: float, device: torch.device, overlap: bool = False) -> tuple[dict[str, float], tuple[str, ...]]:
-        """One update: collect a rollout, compute advantages, run the PPO epochs. Returns the
-        update's statistics and the names of the environment's per-frame metrics among them."""
+              frac: float, device: torch.device, overlap: bool = False, products: int | None = None
+              ) -> tuple[dict[str, float], tuple[str, ...]]:
+        """One update: collect a rollout, compute advantages, run the PPO epochs (the actors' products on
+        `products` threads: `networks.product_threads`). Returns the update's statistics and the names of the
+        environment's per-frame metrics among them."""
         env_seed, torch_seed = derive(entropy, 2, k)
         clip = anneal(hyper.clip_start, hyper.clip_end, frac)
         ent_coef = anneal(hyper.ent_start, hyper.ent_end, frac)
@@ -189,8 +193,9 @@ class MAPPO(LearningSolver):
             torch.manual_seed(torch_seed)
             model.train()
             rollout = collect(env, model, env_seed, device, hyper.baseline, overlap)
-            data = prepare(model, rollout, hyper)
-            losses = update(model, optimizer, data, hyper, clip, ent_coef)
+            with product_threads(products):  # the rollout's worker thread has finished: no other torch work runs
+                data = prepare(model, rollout, hyper)
+                losses = update(model, optimizer, data, hyper, clip, ent_coef)
         stats = {**rollout.metrics, "return": rollout.episode_return, "reward": float(rollout.rewards.mean()),
                  **losses, "clip": clip, "ent_coef": ent_coef, "frames_collected": rollout.frames}
         return stats, tuple(rollout.metrics)

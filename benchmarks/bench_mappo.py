@@ -32,12 +32,12 @@ from isacbench.tasks.ent_usr import EntUsrTask
 from . import bench_env
 from .common import Section, best_time
 
-# num_envs / updates: the training run (None: the preset's num_envs); training_repeats: interleaved pairs of
-# training runs (continuations on the worker thread / inline), the fastest of each reported; parity_envs: rollout
+# num_envs / updates: the training run (None: the preset's num_envs); training_repeats: interleaved rounds of
+# the training variants (`_run`), the fastest of each reported; parity_envs: rollout
 # of the update benchmark (None: the preset's); paper_updates: updates of the paper-preset run (0: skipped)
 SIZES = {"tiny": dict(num_envs=2, updates=1, parity_envs=2, repeats=1, training_repeats=1, paper_updates=0),
          "quick": dict(num_envs=None, updates=2, parity_envs=None, repeats=2, training_repeats=1, paper_updates=1),
-         "full": dict(num_envs=None, updates=4, parity_envs=None, repeats=5, training_repeats=3, paper_updates=1)}
+         "full": dict(num_envs=None, updates=4, parity_envs=None, repeats=5, training_repeats=4, paper_updates=1)}
 ENV_METHODS = ("reset", "observe", "state", "act", "end_frame", "frame_reward", "frame_rewards")
 TARGET_UPDATE = 1.0  # MAPPO update time / CleanRL-style PPO update time, at most
 TARGET_END_TO_END = 0.5  # MAPPO training frames/s / random-policy env frames/s at the same batch, at least
@@ -177,11 +177,12 @@ def _env_share(fn, totals: dict, key: str):
 
 
 def profile_training(num_envs: int | None, updates: int, seed: int = 0, device: str = "cpu",
-                     preset: str = "default", overlap: bool = True, blas_threads: int | None = None
-                     ) -> dict[str, float]:
+                     preset: str = "default", overlap: bool = True, blas_threads: int | None = None,
+                     product_threads: int | None = None) -> dict[str, float]:
     """Train MAPPO for `updates` rollouts of num_envs episodes (None: the preset's); seconds per phase
     (`worker:` phases: on the continuation worker thread, overlapping the others) and frames. blas_threads: numpy's
-    BLAS on that many threads while training instead of the solver's `threads` (as the solver before f456625)."""
+    BLAS on that many threads while training instead of the solver's `threads` (as the solver before f456625);
+    product_threads: the solver's setting (None: its default)."""
     totals: dict[str, float] = defaultdict(float)
     task = EntUsrTask()
     make_env = task.make_env
@@ -195,7 +196,7 @@ def profile_training(num_envs: int | None, updates: int, seed: int = 0, device: 
                               for name in ENV_METHODS})
         return env
 
-    cfg = {"preset": preset, "device": device, "overlap": overlap}
+    cfg = {"preset": preset, "device": device, "overlap": overlap, "product_threads": product_threads}
     if num_envs is not None:
         cfg["num_envs"] = num_envs
     solver = mappo_solver.MAPPO(cfg)
@@ -259,19 +260,21 @@ def _run(scale: str) -> Section:
               f"{u['cleanrl_threads']:.3f} s (all of torch on {u['threads']} threads)", at_most=True)
 
     # ---- end to end: training frames/s vs the random-policy environment at the same batch; the solver's
-    # default (the continuations on a worker thread where 2+ CPUs), the continuations inline on one thread, and
-    # the default with numpy's BLAS on one thread per CPU (its own default; the solver before f456625)
+    # default (the continuations on a worker thread where 2+ CPUs, the learner's products on 2 threads), the
+    # continuations inline on one thread, the default with numpy's BLAS on one thread per CPU (its own default; the
+    # solver before f456625), and the default with the learner's products on one thread (the solver before 6299bf5)
     cpus = mappo_solver.usable_cpus()
-    variants = {"default": {}, "inline": {"overlap": False}, "blas": {"blas_threads": cpus}}
+    variants = {"default": {}, "inline": {"overlap": False}, "blas": {"blas_threads": cpus},
+                "products": {"product_threads": 1}}
     runs = {v: [] for v in variants}
     for _ in range(cfg["training_repeats"]):  # interleaved, so that all see the same load; the fastest of each
         for v, kw in variants.items():
             runs[v].append(profile_training(cfg["num_envs"], cfg["updates"], **kw))
-    t, one, blas = (min(runs[v], key=lambda x: x["total"]) for v in variants)
+    t, one, blas, products = (min(runs[v], key=lambda x: x["total"]) for v in variants)
     worker = cpus > 1
     b = int(t["num_envs"])
     env_fps, _, _ = bench_env.batched_fps(EntUsrTask(), b, max(2, frames // 2))
-    fps, fps_one, fps_blas = (x["frames"] / x["total"] for x in (t, one, blas))
+    fps, fps_one, fps_blas, fps_products = (x["frames"] / x["total"] for x in (t, one, blas, products))
     mode = "continuations on the worker thread" if worker else "one CPU: continuations inline"
     sec.ratio("MAPPO frames/s / env frames/s", 1.0 / env_fps, 1.0 / fps, TARGET_END_TO_END,
               f"{fps:.1f} vs {env_fps:.1f} frames/s at B={b} (training: {cfg['updates']} updates, {mode}; env: "
@@ -285,6 +288,10 @@ def _run(scale: str) -> Section:
               f"{fps:.1f} vs {fps_blas:.1f} frames/s ({cpus} BLAS threads), the fastest of "
               f"{cfg['training_repeats']} interleaved runs of each (`threads`=1 caps torch's and numpy's BLAS threads "
               f"while training; the same values, tests/test_ent_usr_speed.py)")
+    sec.ratio("MAPPO training, the learner's products on 2 threads vs one", 1.0 / fps_products, 1.0 / fps, None,
+              f"{fps:.1f} vs {fps_products:.1f} frames/s (learner {t['learner']:.2f} s vs {products['learner']:.2f} s), "
+              f"the fastest of {cfg['training_repeats']} interleaved runs of each (`product_threads`; the same values, "
+              f"tests/test_mappo_ent.py)" + ("" if worker else " (one CPU: one thread both)"))
     # what the networks' matrix products alone allow: per frame, one actor forward in the rollout (2 flops
     # per parameter) and `epochs` forward + backward passes in the learner (6 flops per parameter each)
     flop_rate = bench_env.machine_rates(1 << 16)["flops"]

@@ -71,26 +71,28 @@ def _threads(n: int):
         torch.set_num_threads(own)
 
 
-def _agrees(fn, n: int, args: tuple[torch.Tensor, ...]) -> bool:
+def _agrees(fn, n: int, args: tuple[torch.Tensor | None, ...]) -> bool:
     """Whether fn gives the same values on n threads as on torch's setting, tried on random operands of the
     shapes and strides of `args` (from a generator of its own: the run's random stream is left alone). How a
     product splits its sums, hence its rounding, follows from the shapes, strides and thread count; random
     operands show a different split in almost every output, where the real ones might hide it (zeros)."""
     g = torch.Generator().manual_seed(0)
-    probe = [torch.as_strided(torch.randn(1 + sum((k - 1) * st for k, st in zip(a.shape, a.stride())), generator=g,
-                                          dtype=a.dtype), a.shape, a.stride()) for a in args]
+    probe = [None if a is None else torch.as_strided(
+        torch.randn(1 + sum((k - 1) * st for k, st in zip(a.shape, a.stride())), generator=g, dtype=a.dtype),
+        a.shape, a.stride()) for a in args]
     want = fn(*probe)
     with _threads(n):
         return torch.equal(fn(*probe), want)
 
 
-def _product(fn, *args: torch.Tensor) -> torch.Tensor:
+def _product(fn, *args: torch.Tensor | None) -> torch.Tensor:
     """fn(*args) on `product_threads`' threads where that shape gives the values of torch's setting, else on
-    torch's setting."""
+    torch's setting. None operands (an absent bias) pass through."""
     n, own = _PRODUCTS["threads"], torch.get_num_threads()
-    if n is None or n == own or args[0].device.type != "cpu" or any(a.numel() == 0 for a in args):
+    tensors = [a for a in args if a is not None]
+    if n is None or n == own or tensors[0].device.type != "cpu" or any(a.numel() == 0 for a in tensors):
         return fn(*args)
-    key = (fn, n, own, *((a.shape, a.stride(), a.dtype) for a in args))
+    key = (fn, n, own, *(None if a is None else (a.shape, a.stride(), a.dtype) for a in args))
     if key not in _SAME:
         _SAME[key] = _agrees(fn, n, args)
     if not _SAME[key]:

@@ -115,10 +115,11 @@ class MappoConfig(Config):
     threads: int = Field(1, ge=1, le=256, description="torch intra-op threads and numpy's BLAS threads while "
                                                        "training (1 avoids oversubscribing a shared CPU; the "
                                                        "environment's products are too small to gain from more)")
-    product_threads: int | None = Field(None, ge=1, le=256, description="torch threads for the actors' batched "
-                                        "matrix products in the learner, every other operation on `threads` "
-                                        "(networks.product_threads; 1 and 2 give the same values); None: 2 where "
-                                        "the process may use 2+ CPUs, else 1")
+    product_threads: int | None = Field(None, ge=1, le=256, description="torch threads for the actors' and "
+                                        "critics' matrix products in the learner, every other operation on "
+                                        "`threads`; the same values as on `threads` (networks.product_threads: "
+                                        "each product shape is checked once); None: 2 where the process may use 2+ "
+                                        "CPUs, else 1")
     overlap: bool = Field(True, description="play and score the baseline's mode continuations (greedy, stagewise) "
                                             "on a worker thread while the rollout goes on: the same values, "
                                             "faster where a second core is free (only used with 2+ CPUs)")

@@ -6,6 +6,8 @@ Critics: one MLP per role, shared by the role's agents (psi^u, eq. 78), input
 z = [s, (alpha), e_i] (MAPPO); one MLP per agent on its own observation (IPPO, `LocalCritic`);
 or one V(s) for all (HAPPO: a `RoleCritic` of one agent).
 Hidden layers: Linear -> LeakyReLU(0.01) -> LayerNorm (Sec. VI).
+The learner may run the matrix products of both on more torch threads than the rest, with the same values
+(`product_threads`).
 """
 from __future__ import annotations
 

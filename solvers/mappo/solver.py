@@ -76,8 +76,8 @@ class MAPPO(LearningSolver):
     name = "mappo"
     description = "multi-agent PPO, centralized training / decentralized execution (ENT-USR Sec. V)"
     Config = MappoConfig
-    operational_keys: ClassVar[frozenset[str]] = frozenset({"device", "threads", "product_threads", "overlap", "checkpoint_every",
-                                                            "eval_every", "resume"})
+    operational_keys: ClassVar[frozenset[str]] = frozenset({"device", "threads", "product_threads", "overlap",
+                                                            "checkpoint_every", "eval_every", "resume"})
 
     def settings(self) -> dict:
         """The non-default settings, and the baseline whenever it is not a critic (mean, greedy; a preset's
@@ -183,7 +183,7 @@ class MAPPO(LearningSolver):
     def _step(env: MultiAgentEnv, model: ActorCritic, optimizer, hyper: Hyper, entropy: int, k: int,
               frac: float, device: torch.device, overlap: bool = False, products: int | None = None
               ) -> tuple[dict[str, float], tuple[str, ...]]:
-        """One update: collect a rollout, compute advantages, run the PPO epochs (the actors' products on
+        """One update: collect a rollout, compute advantages, run the PPO epochs (the networks' matrix products on
         `products` threads: `networks.product_threads`). Returns the update's statistics and the names of the
         environment's per-frame metrics among them."""
         env_seed, torch_seed = derive(entropy, 2, k)

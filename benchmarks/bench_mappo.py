@@ -24,7 +24,7 @@ from isacbench.runner import solver_rng
 from isacbench.solvers.mappo import solver as mappo_solver
 from isacbench.solvers.mappo.algorithm import make_optimizer, prepare, update
 from isacbench.solvers.mappo.config import MappoConfig
-from isacbench.solvers.mappo.networks import product_threads
+from isacbench.solvers.mappo.networks import product_threads, torch_threads
 from isacbench.solvers.mappo.policy import ActorCritic
 from isacbench.solvers.mappo.rollout import Continuations, collect
 from isacbench.tasks.ent_usr import EntUsrTask
@@ -91,9 +91,7 @@ def update_parity(num_envs: int | None, repeats: int, seed: int = 0, threads: in
     cfg = MappoConfig() if num_envs is None else MappoConfig(num_envs=num_envs)
     hyper = cfg.hyper()
     env = EntUsrTask().make_env(hyper.num_envs, seed)
-    own = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         torch.manual_seed(seed)
         model = ActorCritic(env.roles, env.state_dim, hyper, env.reference_actions())
         opt = make_optimizer(model, hyper)  # as the solver
@@ -118,11 +116,8 @@ def update_parity(num_envs: int | None, repeats: int, seed: int = 0, threads: in
                 update(model, opt, data, hyper, clip, ent)
 
         def cleanrl_on_threads():
-            torch.set_num_threads(threads)
-            try:
+            with torch_threads(threads):
                 cleanrl_update(agent, copt, *args)
-            finally:
-                torch.set_num_threads(1)
         mappo_on_threads()  # its products' first calls: checked against one thread
         runs = {"mappo": lambda: update(model, opt, data, hyper, clip, ent),
                 "cleanrl": lambda: cleanrl_update(agent, copt, *args),
@@ -131,8 +126,6 @@ def update_parity(num_envs: int | None, repeats: int, seed: int = 0, threads: in
         for _ in range(repeats):  # interleaved, so that all see the same load; the best of each
             for k, fn in runs.items():
                 best[k] = min(best[k], best_time(fn, 1))
-    finally:
-        torch.set_num_threads(own)
     return {**best, "threads": threads, "params": n_params,
             "cleanrl_params": sum(p.numel() for p in agent.parameters()), "samples": n, "epochs": hyper.epochs,
             "minibatches": hyper.minibatches, "num_envs": hyper.num_envs}
@@ -222,12 +215,10 @@ def profile_training(num_envs: int | None, updates: int, seed: int = 0, device: 
 
 
 def run(scale: str = "full") -> Section:
-    own = torch.get_num_threads()
-    try:
-        with threadpool_limits(1):  # one core: numpy's BLAS on one thread, torch on one thread (the solver's)
-            return _run(scale)
-    finally:  # threadpoolctl gives OpenMP its threads back, not torch's MKL, which torch.set_num_threads moved
-        torch.set_num_threads(own)
+    # one core: numpy's BLAS and torch on one thread (the solver's). torch_threads gives torch's own count back to
+    # OpenMP and MKL both: threadpoolctl restores OpenMP's only, not MKL's, which torch.set_num_threads calls moved
+    with torch_threads(torch.get_num_threads()), threadpool_limits(1):
+        return _run(scale)
 
 
 def _run(scale: str) -> Section:

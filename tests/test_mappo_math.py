@@ -475,7 +475,7 @@ def test_products_keep_n_threads_only_where_they_agree_with_torchs_setting(monke
     from isacbench.solvers.mappo import networks
 
     monkeypatch.setattr(networks, "_SAME", {})
-    seen, real = [], []
+    seen = []
 
     def agrees(a):
         seen.append(torch.get_num_threads())

@@ -87,7 +87,7 @@ def test_products_on_two_threads_train_bit_identically(solver, over):
     """`networks.product_threads`: the actors' and critics' products on 2 torch threads (the solver's learner with
     2+ CPUs), every other operation on one, give the same advantages, weights, Adam state and diagnostics as all
     on one thread."""
-    from isacbench.solvers.mappo.networks import product_threads
+    from isacbench.solvers.mappo.networks import product_threads, torch_threads
 
     hyper = solver({**SMALL, "actor_hidden": (64, 300), "critic_hidden": (96, 300), "epochs": 2, "minibatches": 2,
                     **over}).config.hyper()
@@ -98,11 +98,7 @@ def test_products_on_two_threads_train_bit_identically(solver, over):
                 data = prepare(model, rollout, hyper)
                 return [d.advantage for d in data.values()], update(model, opt, data, hyper, 0.2, 0.01)
         return run
-    own = torch.get_num_threads()
-    torch.set_num_threads(1)  # the solver's `threads`
-    try:
+    with torch_threads(1):  # the solver's `threads`
         one, two = trained(hyper, step(None), B=40), trained(hyper, step(2), B=40)
-    finally:
-        torch.set_num_threads(own)
     assert_same_weights_and_adam(one, two)
     assert all(torch.equal(a, b) for a, b in zip(one[2][0], two[2][0])) and one[2][1] == two[2][1]

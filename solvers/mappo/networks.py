@@ -64,7 +64,8 @@ def product_threads(n: int | None):
 
 
 @contextmanager
-def _threads(n: int):
+def torch_threads(n: int):
+    """torch's intra-op threads (OpenMP and MKL) set to n within the block, restored after."""
     own = torch.get_num_threads()
     torch.set_num_threads(n)
     try:
@@ -83,7 +84,7 @@ def _agrees(fn, n: int, args: tuple[torch.Tensor | None, ...]) -> bool:
         torch.randn(1 + sum((k - 1) * st for k, st in zip(a.shape, a.stride())), generator=g, dtype=a.dtype),
         a.shape, a.stride()) for a in args]
     want = fn(*probe)
-    with _threads(n):
+    with torch_threads(n):
         return torch.equal(fn(*probe), want)
 
 
@@ -91,15 +92,17 @@ def _product(fn, *args: torch.Tensor | None) -> torch.Tensor:
     """fn(*args) on `product_threads`' threads where that shape gives the values of torch's setting, else on
     torch's setting. None operands (an absent bias) pass through."""
     n, own = _PRODUCTS["threads"], torch.get_num_threads()
+    if n is None or n == own:  # the rollout's path: nothing to decide
+        return fn(*args)
     tensors = [a for a in args if a is not None]
-    if n is None or n == own or tensors[0].device.type != "cpu" or any(a.numel() == 0 for a in tensors):
+    if tensors[0].device.type != "cpu" or any(a.numel() == 0 for a in tensors):
         return fn(*args)
     key = (fn, n, own, *(None if a is None else (a.shape, a.stride(), a.dtype) for a in args))
     if key not in _SAME:
         _SAME[key] = _agrees(fn, n, args)
     if not _SAME[key]:
         return fn(*args)
-    with _threads(n):
+    with torch_threads(n):
         return fn(*args)
 
 

@@ -20,7 +20,7 @@ from . import checkpoint
 from .algorithm import make_optimizer, prepare, update
 from .config import Hyper, MappoConfig
 from .curves import plot
-from .networks import product_threads
+from .networks import product_threads, torch_threads
 from .policy import ActorCritic, MAPPOPolicy
 from .rollout import collect
 
@@ -108,13 +108,8 @@ class MAPPO(LearningSolver):
 
     def train(self, make_env: EnvFactory, budget: Budget, rng: np.random.Generator,
               reporter: Reporter) -> MAPPOPolicy:
-        threads = torch.get_num_threads()
-        torch.set_num_threads(self.config.threads)
-        try:
-            with threadpool_limits(self.config.threads, user_api="blas"):
-                return self._train(make_env, budget, rng, reporter)
-        finally:
-            torch.set_num_threads(threads)
+        with torch_threads(self.config.threads), threadpool_limits(self.config.threads, user_api="blas"):
+            return self._train(make_env, budget, rng, reporter)
 
     def _train(self, make_env: EnvFactory, budget: Budget, rng: np.random.Generator,
                reporter: Reporter) -> MAPPOPolicy:

@@ -7,6 +7,8 @@ env's share; a method called from another counts once), the rollout collection (
 """
 from __future__ import annotations
 
+import copy
+import math
 import threading
 import time
 from collections import defaultdict
@@ -21,6 +23,7 @@ from torch import nn
 
 from isacbench.api import Budget, Reporter
 from isacbench.runner import solver_rng
+from isacbench.solvers.mappo import heads
 from isacbench.solvers.mappo import solver as mappo_solver
 from isacbench.solvers.mappo.algorithm import make_optimizer, prepare, update
 from isacbench.solvers.mappo.config import MappoConfig
@@ -81,13 +84,26 @@ def cleanrl_update(agent: CleanRLAgent, optimizer, obs, actions, old_logp, adv, 
             optimizer.step()
 
 
+def normal_probe(p: torch.Tensor, u: torch.Tensor, log_scale: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cost probe in place of `heads.beta_log_prob_entropy` (the same inputs and output shapes): log-density and
+    entropy of N(m, s^2) at u, m = sigmoid(x_m), log s = x_k clamped to [-5, 2], on a support of width
+    exp(log_scale), in closed form. It measures what the update would cost with a continuous distribution that
+    needs no lgamma or digamma; the solver does not use it (its values are torch.distributions.Normal's, tested)."""
+    x_m, x_k = p.chunk(2, dim=-1)
+    m, log_s = torch.sigmoid(x_m), x_k.clamp(-5.0, 2.0)
+    z = (u - m) * torch.exp(-log_s)
+    half_log_2pi = 0.5 * math.log(2 * math.pi)
+    return -0.5 * z * z - log_s - (half_log_2pi + log_scale), log_s + (0.5 + half_log_2pi + log_scale)
+
+
 def update_parity(num_envs: int | None, repeats: int, seed: int = 0, threads: int = 2) -> dict[str, float]:
     """Seconds of one MAPPO update (default preset: `hyper.epochs` passes of `hyper.minibatches`) on
     one collected rollout, and of a CleanRL-style PPO update with the same parameter count, the
     same number of samples (T*B frames), epochs and minibatches; one torch thread, best of `repeats`
     interleaved runs of each. Interleaved with them: the MAPPO update with its products on `threads` threads (the
-    solver's learner, `networks.product_threads`; the same values) and the CleanRL-style update with all of torch
-    on `threads` threads."""
+    solver's learner, `networks.product_threads`; the same values), the CleanRL-style update with all of torch
+    on `threads` threads, and the MAPPO update of a copy of the model with `normal_probe` in place of the Beta heads
+    (one thread; how much of the gap to CleanRL the Beta heads are)."""
     cfg = MappoConfig() if num_envs is None else MappoConfig(num_envs=num_envs)
     hyper = cfg.hyper()
     env = EntUsrTask().make_env(hyper.num_envs, seed)
@@ -118,10 +134,18 @@ def update_parity(num_envs: int | None, repeats: int, seed: int = 0, threads: in
         def cleanrl_on_threads():
             with torch_threads(threads):
                 cleanrl_update(agent, copt, *args)
+
+        probe_model, probe_opt = copy.deepcopy((model, opt))  # the probe's steps leave the real model alone
+
+        def mappo_normal_probe():
+            with mock.patch.object(heads, "beta_log_prob_entropy", normal_probe):
+                update(probe_model, probe_opt, data, hyper, clip, ent)
+        mappo_normal_probe()  # warm-up
         mappo_on_threads()  # its products' first calls: checked against one thread
         runs = {"mappo": lambda: update(model, opt, data, hyper, clip, ent),
                 "cleanrl": lambda: cleanrl_update(agent, copt, *args),
-                "mappo_threads": mappo_on_threads, "cleanrl_threads": cleanrl_on_threads}
+                "mappo_threads": mappo_on_threads, "cleanrl_threads": cleanrl_on_threads,
+                "mappo_normal_probe": mappo_normal_probe}
         best = dict.fromkeys(runs, float("inf"))
         for _ in range(repeats):  # interleaved, so that all see the same load; the best of each
             for k, fn in runs.items():
@@ -241,7 +265,10 @@ def _run(scale: str) -> Section:
                   f"{u['threads']} threads where the process has 2+ CPUs, every other operation on one "
                   f"(`product_threads`, the same values): {u['mappo_threads']:.3f} s, "
                   f"{u['mappo'] / u['mappo_threads']:.2f}x; the CleanRL-style update with all of torch on "
-                  f"{u['threads']} threads: {u['cleanrl_threads']:.3f} s.", ""]
+                  f"{u['threads']} threads: {u['cleanrl_threads']:.3f} s. With a Normal-like closed form in place of "
+                  f"the Beta heads' log-density and entropy (`normal_probe`, a cost probe on a copy of the model), the "
+                  f"one-thread update takes {u['mappo_normal_probe']:.3f} s: ratio "
+                  f"{u['mappo_normal_probe'] / u['cleanrl']:.2f}, the part of the gap that is not the Beta heads.", ""]
     sec.ratio(f"MAPPO update, products on {u['threads']} threads vs one", u["mappo"], u["mappo_threads"], None,
               f"{u['mappo_threads']:.3f} s vs {u['mappo']:.3f} s (the solver's learner with 2+ CPUs; the same "
               f"values, tests/test_mappo_update.py)")
@@ -249,6 +276,10 @@ def _run(scale: str) -> Section:
               u["cleanrl_threads"], None,
               f"{u['mappo_threads']:.3f} s (products on {u['threads']} threads, the rest on one) vs "
               f"{u['cleanrl_threads']:.3f} s (all of torch on {u['threads']} threads)", at_most=True)
+    sec.ratio("MAPPO update with a Normal-like probe in place of the Beta heads / CleanRL-style PPO update",
+              u["mappo_normal_probe"], u["cleanrl"], None,
+              f"{u['mappo_normal_probe']:.3f} s vs {u['cleanrl']:.3f} s, one thread (`normal_probe`: a cost probe, not "
+              f"a head the solver uses; the rest of the update's gap is not in the Beta heads)", at_most=True)
 
     # ---- end to end: training frames/s vs the random-policy environment at the same batch; the solver's
     # default (the continuations on a worker thread where 2+ CPUs, the learner's products on 2 threads), the

@@ -105,6 +105,24 @@ def test_env_timers_count_a_method_called_from_another_once_and_a_worker_threads
     assert totals["worker:inner"] == 0
 
 
+def test_normal_probe_is_the_normal_distributions_log_density_and_entropy():
+    g = torch.Generator().manual_seed(3)
+    p, u = torch.randn(5, 2, 8, generator=g) * 3, torch.rand(5, 2, 4, generator=g)
+    logp, ent = bench_mappo.normal_probe(p, u, math.log(2.5))
+    x_m, x_k = p.chunk(2, dim=-1)
+    normal = torch.distributions.Normal(torch.sigmoid(x_m), torch.exp(x_k.clamp(-5.0, 2.0)))
+    torch.testing.assert_close(logp, normal.log_prob(u) - math.log(2.5))
+    torch.testing.assert_close(ent, normal.entropy() + math.log(2.5))
+
+
+def test_normal_probe_figure_is_its_update_over_cleanrls(sections):
+    res = {r.name: r for r in sections["bench_mappo"].results}
+    probe = res["MAPPO update with a Normal-like probe in place of the Beta heads / CleanRL-style PPO update"]
+    upd = res["MAPPO update / CleanRL-style PPO update"]
+    assert probe.target is None and probe.denominator == upd.denominator  # the same CleanRL-style update
+    assert probe.value == pytest.approx(probe.numerator / upd.denominator, rel=1e-12)
+
+
 def test_cleanrl_baseline_has_the_requested_parameter_count():
     agent = bench_mappo.CleanRLAgent(100, (32, 32), 50_000)
     n = sum(p.numel() for p in agent.parameters())

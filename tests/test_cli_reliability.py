@@ -150,8 +150,16 @@ def spawned_workers(pid: int) -> list[int]:
     """The sweep's two pool workers, once both are started."""
     kids = [int(c) for t in Path(f"/proc/{pid}/task").iterdir()
             for c in (t / "children").read_text().split()]
-    workers = [k for k in kids if "spawn_main" in Path(f"/proc/{k}/cmdline").read_bytes().decode(errors="replace")]
+    workers = [k for k in kids if "spawn_main" in _cmdline(k)]
     return workers if len(workers) == 2 else []
+
+
+def _cmdline(pid: int) -> str:
+    """The process's command line; "" for one that exited since it was listed (a short-lived helper child)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except (FileNotFoundError, ProcessLookupError):
+        return ""
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads the process tree from /proc")

@@ -148,16 +148,15 @@ def test_kill_9_of_a_run_is_marked_killed_with_its_files_on_the_next_start(workd
 
 def spawned_workers(pid: int) -> list[int]:
     """The sweep's two pool workers, once both are started."""
-    kids = [int(c) for t in Path(f"/proc/{pid}/task").iterdir()
-            for c in (t / "children").read_text().split()]
-    workers = [k for k in kids if "spawn_main" in _cmdline(k)]
+    kids = [int(c) for t in Path(f"/proc/{pid}/task").iterdir() for c in _proc_text(t / "children").split()]
+    workers = [k for k in kids if "spawn_main" in _proc_text(Path(f"/proc/{k}/cmdline"))]
     return workers if len(workers) == 2 else []
 
 
-def _cmdline(pid: int) -> str:
-    """The process's command line; "" for one that exited since it was listed (a short-lived helper child)."""
+def _proc_text(path: Path) -> str:
+    """A /proc file's text; "" where its thread or process ended since it was listed (a short-lived child)."""
     try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+        return path.read_bytes().decode(errors="replace")
     except (FileNotFoundError, ProcessLookupError):
         return ""
 
